@@ -1,0 +1,67 @@
+"""Count endpoints. Cheap to serve under load: counts are cached per process, and responses carry
+``Cache-Control`` and an ETag so browsers and proxies can answer most requests without us."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from .. import counts
+from ..catalogue import petition_or_404
+from ..extensions import db
+from ..models import Petition
+from . import bp
+
+
+def cacheable(response: Response) -> Response:
+    max_age = current_app.config["COUNT_MAX_AGE"]
+    response.headers["Cache-Control"] = (
+        f"public, max-age={max_age}, stale-while-revalidate={max_age * 6}, stale-if-error=86400"
+    )
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+
+@bp.get("/petitions")
+def petitions():
+    rows = db.session.scalars(select(Petition).order_by(Petition.opens_on.desc(), Petition.slug))
+    return cacheable(jsonify({"petitions": [counts.summary(p) for p in rows]}))
+
+
+@bp.get("/petitions/<slug>")
+def petition(slug: str):
+    return cacheable(jsonify(counts.summary(petition_or_404(slug))))
+
+
+@bp.get("/petitions/<slug>/counts.json")
+def counts_json(slug: str):
+    petition = petition_or_404(slug)
+    rows = counts.confirmed_by_country_and_day(petition.id)
+    by_day: dict[str, int] = {}
+    by_country: dict[str, int] = {}
+    for day, country, number in rows:
+        by_day[day] = by_day.get(day, 0) + number
+        by_country[country] = by_country.get(country, 0) + number
+    return cacheable(jsonify({
+        "slug": petition.slug,
+        "signature_count": sum(by_day.values()),
+        "by_country": dict(sorted(by_country.items())),
+        "by_day": by_day,
+        "by_day_and_country": [{"day": d, "country": c, "signatures": n} for d, c, n in rows],
+    }))
+
+
+@bp.get("/petitions/<slug>/counts.csv")
+def counts_csv(slug: str):
+    petition = petition_or_404(slug)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["day", "country", "signatures"])
+    writer.writerows(counts.confirmed_by_country_and_day(petition.id))
+    response = Response(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{petition.slug}-counts.csv"'
+    return cacheable(response)

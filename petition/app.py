@@ -1,0 +1,56 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, abort, request
+
+from . import cli, errors, inputs, settings
+from .extensions import csrf, db, migrate
+
+# A form post holds a few short fields; anything larger is refused before it is parsed.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the service. Settings come from ``PETITION_*`` variables; ``test_config`` overrides them."""
+    config = settings.read_environment(os.environ)
+    if test_config:
+        config.update(test_config)
+    instance = Path(config["INSTANCE_PATH"]).resolve()  # absolute: the CLI and Flask must agree
+    settings.finish(config, instance)
+
+    app = Flask(__name__, instance_path=str(instance))
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
+        MAX_FORM_PARTS=100,
+        JSON_SORT_KEYS=False,
+        WTF_CSRF_TIME_LIMIT=None,  # the token is bound to the session; a signer may read for an hour first
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+    )
+    app.config.update(config)
+
+    db.init_app(app)
+    migrate.init_app(app, db)
+    app.before_request(_refuse_undecodable_forms)  # first: before CSRFProtect parses the form
+    csrf.init_app(app)
+
+    from .api import bp as api_bp
+    from .visitors import bp as visitors_bp
+
+    app.register_blueprint(visitors_bp)
+    app.register_blueprint(api_bp)
+    errors.register(app)
+    cli.register(app)
+    return app
+
+
+def _refuse_undecodable_forms() -> None:
+    if request.mimetype == "application/x-www-form-urlencoded" and inputs.undecodable_form(request.get_data()):
+        abort(400, description="The form held bytes that are not valid UTF-8 text. "
+                               "Please type your details again and resend the form.")

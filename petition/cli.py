@@ -1,0 +1,88 @@
+"""The ``petition`` command: Flask's CLI group plus the service's own commands.
+
+``petition db upgrade`` (Flask-Migrate) migrates, ``petition sync`` loads the declarations,
+``petition send-mail`` empties the outbox, ``petition serve`` does all three and serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from flask_migrate import upgrade
+
+from . import catalogue, mail
+from .declarations import DeclarationError
+
+
+def register(app: Flask) -> None:
+    for command in (serve, sync, send_mail):
+        app.cli.add_command(command)
+
+
+def _sync() -> None:
+    try:
+        report = catalogue.sync(current_app.config["PETITIONS_DIR"])
+    except DeclarationError as error:
+        raise click.ClickException(str(error)) from None
+    for slug, outcome in report:
+        click.echo(f"{slug}: {outcome}")
+
+
+@click.command("sync")
+@with_appcontext
+def sync() -> None:
+    """Load the petition declarations (Markdown front matter) into the database."""
+    _sync()
+
+
+@click.command("send-mail")
+@click.option("--loop", is_flag=True, help="Keep running, checking the outbox every --interval seconds.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between checks with --loop.")
+@with_appcontext
+def send_mail(loop: bool, interval: float) -> None:
+    """Deliver the e-mails waiting in the outbox, retrying failed ones with back-off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    while True:
+        sent, failed = mail.deliver_due()
+        while sent == mail.BATCH:
+            more, failed = mail.deliver_due()
+            sent += more
+        if not loop:
+            click.echo(f"sent {sent}, failed {failed}")
+            return
+        time.sleep(interval)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@with_appcontext
+def serve(host: str, port: int, threads: int) -> None:
+    """The embedded run: migrate, load the petitions, send mail in the background, serve."""
+    import waitress
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    upgrade()
+    _sync()
+    mail.start_sender(app)
+    if app.config.get("SMTP_URL"):
+        click.echo("E-mails: sent through PETITION_SMTP_URL")
+    else:
+        click.echo(f"E-mails: written to {app.config['OUTBOX_DIR']} (set PETITION_SMTP_URL to send them)")
+    click.echo(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="petition")
+
+
+def _create_app() -> Flask:
+    from . import create_app
+
+    return create_app()
+
+
+main = FlaskGroup(create_app=_create_app, help=__doc__)

@@ -1,0 +1,87 @@
+"""Public counts, derived from the signature rows on every (briefly cached) read.
+
+Nothing is incremented anywhere, so there is no counter to drift or to lock: the count is the number of
+confirmed rows, read through the ``ix_signature_counting`` index and reused for a few seconds per process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import CONFIRMED, Petition, Signature
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int
+    by_country: dict[str, int] = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+
+
+def _cache() -> dict[int, tuple[float, Counts]]:
+    """Per application, so two apps in one process (tests) never see each other's numbers."""
+    return current_app.extensions.setdefault("petition.counts", {})
+
+
+def confirmed_counts(petition_id: int) -> Counts:
+    """Confirmed signatures of one petition, in total and by country."""
+    ttl = current_app.config["COUNT_CACHE_SECONDS"]
+    now = time.monotonic()
+    cache = _cache()
+    cached = cache.get(petition_id)
+    if cached and cached[0] > now:
+        return cached[1]
+    rows = db.session.execute(
+        select(Signature.country, func.count())
+        .where(Signature.petition_id == petition_id, Signature.status == CONFIRMED)
+        .group_by(Signature.country)
+        .order_by(Signature.country)
+    ).all()
+    counts = Counts(total=sum(n for _, n in rows), by_country={country: n for country, n in rows})
+    if ttl > 0:
+        with _lock:
+            cache[petition_id] = (now + ttl, counts)
+    return counts
+
+
+def confirmed_by_country_and_day(petition_id: int) -> list[tuple[str, str, int]]:
+    """(day, country, count) rows: the public 'export counts'."""
+    day = func.date(Signature.confirmed_at)
+    rows = db.session.execute(
+        select(day, Signature.country, func.count())
+        .where(Signature.petition_id == petition_id, Signature.status == CONFIRMED)
+        .group_by(day, Signature.country)
+        .order_by(day, Signature.country)
+    ).all()
+    return [((d.isoformat() if isinstance(d, date) else str(d)), c, n) for d, c, n in rows]
+
+
+def forget() -> None:
+    """Drop cached counts (tests, and after organisers change signatures)."""
+    with _lock:
+        _cache().clear()
+
+
+def summary(petition: Petition) -> dict:
+    """The public JSON shape of a petition: no personal data, confirmed signatures only."""
+    counts = confirmed_counts(petition.id)
+    return {
+        "slug": petition.slug,
+        "title": petition.title,
+        "target": petition.target,
+        "goal": petition.goal,
+        "signature_count": counts.total,
+        "is_open": petition.is_open,
+        "opens_at": petition.opens_on.isoformat(),
+        "closes_at": petition.closes_on.isoformat(),
+        "by_country": counts.by_country,
+    }

@@ -1,0 +1,71 @@
+"""Error pages and response headers: every refusal is a clear page (or JSON under /api), never a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    404: "There is nothing at this address.",
+    405: "This page cannot be used that way.",
+    413: "What you sent is too large. Please shorten it and try again.",
+}
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.after_request(_security_headers)
+
+
+def _render(status: int, title: str, message: str) -> Response:
+    if request.path.startswith("/api/"):
+        body = jsonify({"error": title, "message": message, "status": status})
+    else:
+        body = render_template("error.html", status=status, title=title, message=message)
+    return make_response(body, status)
+
+
+def _csrf_error(error: CSRFError):
+    return _render(400, "Your form has expired",
+                   "For your safety the form is valid only in the browser session that opened it. "
+                   "Please go back, reload the page and send it again.")
+
+
+def _http_error(error: HTTPException):
+    status = error.code or 500
+    described = error.description if error.description != type(error).description else None
+    response = _render(status, error.name, described or MESSAGES.get(status, error.name))
+    for header in ("Allow", "Retry-After"):  # keep what the exception says to clients
+        if header in error.get_response().headers:
+            response.headers[header] = error.get_response().headers[header]
+    return response
+
+
+def _unexpected_error(error: Exception):
+    if isinstance(error, HTTPException):  # pragma: no cover - routed to _http_error first
+        return _http_error(error)
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _render(500, InternalServerError.name,
+                   "Something went wrong on our side. Please try again in a moment.")
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Links in e-mails carry tokens: never pass a URL on to another site.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Content-Security-Policy",
+                       "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+                       "form-action 'self'; frame-ancestors 'none'")
+    if response.mimetype == "text/html":
+        # Pages carry CSRF tokens and, behind links, a signer's own data: keep them out of every cache.
+        headers.setdefault("Cache-Control", "no-store")
+    return response

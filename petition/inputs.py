@@ -1,0 +1,49 @@
+"""What the service accepts as text from a visitor, and the exact reason when it refuses.
+
+Text is normalised to NFC (so the same name typed on two keyboards is the same name) and refused, never
+silently altered, when it carries control characters, direction overrides or undecodable bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import parse_qsl
+
+# Bidirectional embeddings, overrides and isolates can make a name display as something else.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+NEWLINES = re.compile(r"\r\n?")
+
+
+class InvalidText(ValueError):
+    """Text refused; the message is shown beside the field."""
+
+
+def clean(value: str | None, *, multiline: bool = False) -> str:
+    """NFC-normalised, trimmed text; raise ``InvalidText`` for characters no person types."""
+    if value is None:
+        return ""
+    text = unicodedata.normalize("NFC", value)
+    if multiline:
+        text = NEWLINES.sub("\n", text)
+    for char in text:
+        if char == "\ufffd":
+            raise InvalidText("contains bytes that are not valid text (UTF-8); please type it again")
+        if multiline and char in "\n\t":
+            continue
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs", "Co") or char in BIDI_CONTROLS:
+            raise InvalidText(f"contains an invisible control character (U+{ord(char):04X}); please remove it")
+    return text.strip()
+
+
+def undecodable_form(body: bytes) -> bool:
+    """True when a urlencoded body holds bytes, raw or percent-encoded, that are not UTF-8.
+
+    The form parser would otherwise drop the whole form (raw bytes) or keep ``%FF`` as literal text.
+    """
+    try:
+        parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False

@@ -1,0 +1,198 @@
+"""E-mail: the outbox sender, the two transports, and the messages themselves.
+
+Mail never leaves inside a request. The signing transaction writes an outbox row; the sender (``petition
+send-mail``, or the thread that ``petition serve`` starts) renders and delivers due rows, retrying with
+back-off, so a slow or broken SMTP server delays e-mails but never loses a signature or an e-mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import threading
+from datetime import timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flask import Flask, current_app, render_template, url_for
+from sqlalchemy import select
+
+from . import tokens
+from .extensions import db
+from .models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+CONFIRM = "confirm"
+ALREADY_SIGNED = "already_signed"
+SUBJECTS = {
+    CONFIRM: "Please confirm your signature: {title}",
+    ALREADY_SIGNED: "You have already signed: {title}",
+}
+BATCH = 50
+MAX_BACKOFF = timedelta(hours=1)
+
+_wake = threading.Event()
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class SmtpTransport:
+    """``smtp://user:pass@host:port`` (STARTTLS whenever the server offers it) or ``smtps://`` (TLS at once)."""
+
+    def __init__(self, url: str, timeout: float = 30) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("PETITION_SMTP_URL must look like smtp://user:password@host:port or smtps://…")
+        self.tls = parts.scheme == "smtps"
+        self.host = parts.hostname
+        self.port = parts.port or (465 if self.tls else 587)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.starttls = parse_qs(parts.query).get("starttls", ["auto"])[0]  # auto | require | off
+        self.timeout = timeout
+
+    def send(self, message: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        if self.tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with client:
+            client.ehlo()
+            if not self.tls and self.starttls != "off":
+                if client.has_extn("starttls"):
+                    client.starttls(context=context)
+                    client.ehlo()
+                elif self.starttls == "require":
+                    raise smtplib.SMTPException("the server does not offer STARTTLS")
+            if self.username:
+                client.login(self.username, self.password or "")
+            client.send_message(message)
+
+
+class FileTransport:
+    """The embedded default: each message becomes an ``.eml`` file a local user can open."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+
+    def send(self, message: EmailMessage) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        path = self.folder / f"{stamp}-{message['X-Petition-Outbox']}.eml"
+        path.write_bytes(message.as_bytes())
+        log.info("e-mail written to %s", path)
+
+
+def transport_for(app: Flask) -> Transport:
+    url = app.config.get("SMTP_URL")
+    return SmtpTransport(url) if url else FileTransport(app.config["OUTBOX_DIR"])
+
+
+def compose(item: OutboxMessage) -> tuple[EmailMessage, dict[str, str]]:
+    """Render one outbox row into a multipart text + HTML message; also return its links."""
+    config = current_app.config
+    signature = item.signature
+    petition = signature.petition
+    links = {
+        "confirm": _external("visitors.confirm", slug=petition.slug, token=tokens.make(signature, tokens.CONFIRM)),
+        "manage": _external("visitors.manage", slug=petition.slug, token=tokens.make(signature, tokens.MANAGE)),
+        "petition": _external("visitors.sign", slug=petition.slug),
+    }
+    context = {"signature": signature, "petition": petition, "links": links, "kind": item.kind,
+               "confirm_days": config["CONFIRM_DAYS"]}
+    message = EmailMessage()
+    message["Subject"] = SUBJECTS[item.kind].format(title=petition.title)
+    message["From"] = config["MAIL_FROM"]
+    message["To"] = Address(display_name=signature.name, addr_spec=signature.email)
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    sender_domain = parseaddr(config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(domain=sender_domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Petition-Outbox"] = str(item.id)
+    message.set_content(render_template(f"mail/{item.kind}.txt", **context))
+    message.add_alternative(render_template(f"mail/{item.kind}.html", **context), subtype="html")
+    return message, links
+
+
+def _external(endpoint: str, **values: str) -> str:
+    """An absolute link on the public site, whatever host the sender runs on."""
+    return current_app.config["BASE_URL"] + url_for(endpoint, **values)
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, … up to an hour between tries."""
+    return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+
+
+def deliver_due(transport: Transport | None = None, limit: int = BATCH) -> tuple[int, int]:
+    """Send the outbox rows that are due; return (sent, failed). Call inside an app context."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    transport = transport or transport_for(app)
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= utcnow())
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # several senders never take the same row (PostgreSQL)
+    )
+    sent = failed = 0
+    for item in db.session.scalars(query).all():
+        try:
+            with app.test_request_context(base_url=app.config["BASE_URL"]):
+                message, links = compose(item)
+            transport.send(message)
+        except Exception as error:  # any failure: keep the row, retry later
+            item.attempts += 1
+            item.next_attempt_at = utcnow() + backoff(item.attempts)
+            item.last_error = f"{type(error).__name__}: {error}"[:500]
+            failed += 1
+            # The error text can name the recipient; it stays in the database, the log gets its type only.
+            log.warning("e-mail %s not sent (attempt %s): %s", item.id, item.attempts, type(error).__name__)
+        else:
+            item.sent_at = utcnow()
+            item.attempts += 1
+            sent += 1
+            if isinstance(transport, FileTransport) and item.kind == CONFIRM:
+                # Only on the embedded default, where nobody has a mailbox: show where to click.
+                log.warning("confirmation link for a new signature: %s", links["confirm"])
+    db.session.commit()
+    return sent, failed
+
+
+def wake_sender() -> None:
+    """Tell a background sender in this process that there is new mail."""
+    _wake.set()
+
+
+def run_sender(app: Flask, stop: threading.Event, interval: float = 5.0) -> None:
+    """The sender loop: deliver, then sleep until woken or until the next retry may be due."""
+    while not stop.is_set():
+        with app.app_context():
+            try:
+                sent, failed = deliver_due()
+                while sent == BATCH:
+                    sent, failed = deliver_due()
+            except Exception:  # the database may be briefly away; never let the thread die
+                log.exception("mail sender: delivery round failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+        _wake.wait(interval)
+        _wake.clear()
+
+
+def start_sender(app: Flask, interval: float = 5.0) -> threading.Event:
+    """Start ``run_sender`` in a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run_sender, args=(app, stop, interval), name="mail-sender", daemon=True)
+    thread.start()
+    return stop

@@ -1,0 +1,99 @@
+"""The database tables, as typed SQLAlchemy 2.0 models.
+
+Counts are never stored: they are derived from the signature rows (see ``counts``), so a signing request
+only ever inserts and no two signers compete for one row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+PENDING = "pending"
+CONFIRMED = "confirmed"
+HELD = "held"
+
+
+def utcnow() -> datetime:
+    """Naive UTC: stored the same way by SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Petition(db.Model):
+    __tablename__ = "petition"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(String(500))
+    body_html: Mapped[str] = mapped_column(Text)
+    goal: Mapped[int]
+    opens_on: Mapped[date]
+    closes_on: Mapped[date]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def state(self, today: date | None = None) -> str:
+        """'open', 'not_open' (before its first day) or 'closed' (after its last day)."""
+        today = today or utcnow().date()
+        if today < self.opens_on:
+            return "not_open"
+        if today > self.closes_on:
+            return "closed"
+        return "open"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state() == "open"
+
+
+class Signature(db.Model):
+    __tablename__ = "signature"
+    __table_args__ = (
+        # One signature per petition per mailbox, whatever the race: the database decides.
+        UniqueConstraint("petition_id", "email_canonical", name="uq_signature_petition_email"),
+        # Serves the public counts: confirmed signatures of a petition, grouped by country.
+        Index("ix_signature_counting", "petition_id", "status", "country"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petition.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    email_canonical: Mapped[str] = mapped_column(String(320))  # punycode can be longer
+    country: Mapped[str] = mapped_column(String(2))
+    postcode: Mapped[str] = mapped_column(String(40), default="")
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    public: Mapped[bool] = mapped_column(default=False)
+    updates: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(10), default=PENDING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    # Part of every link token: a link stays bound to this row even if a withdrawn row's id is reused.
+    nonce: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(8))
+    mails_sent: Mapped[int] = mapped_column(default=0)
+
+    petition: Mapped[Petition] = relationship()
+
+
+class OutboxMessage(db.Model):
+    """An e-mail to send, written in the same transaction as the signature that causes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    signature: Mapped[Signature] = relationship()

@@ -1,0 +1,119 @@
+"""Settings read from ``PETITION_*`` environment variables.
+
+Every setting the operator may change is listed in ``SETTINGS`` with its default, so README and the code
+cannot disagree about what exists. The embedded default needs none of them: the instance folder holds the
+SQLite database and a secret key generated on first start.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    doc: str
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PETITION_ENV", "ENV", "development", str,
+            "`production` refuses to start without an explicit secret key and SMTP."),
+    Setting("PETITION_INSTANCE_PATH", "INSTANCE_PATH", "./instance", str,
+            "Folder for the SQLite database, the generated secret key and the `.eml` outbox."),
+    Setting("PETITION_DATABASE_URL", "SQLALCHEMY_DATABASE_URI", None, str,
+            "SQLAlchemy URL; default `sqlite:///<instance>/petition.sqlite3`. "
+            "`postgresql+psycopg://user:password@host/db` for PostgreSQL."),
+    Setting("PETITION_SECRET_KEY", "SECRET_KEY", None, str,
+            "Signs sessions, CSRF tokens and e-mail links. Default: generated once into `<instance>/secret_key`."),
+    Setting("PETITION_SMTP_URL", "SMTP_URL", None, str,
+            "`smtp://user:password@host:587` (STARTTLS when offered) or `smtps://…:465`. "
+            "Unset: e-mails are written as `.eml` files to `<instance>/outbox/`."),
+    Setting("PETITION_MAIL_FROM", "MAIL_FROM", "Campaign Kazakhstan <petitions@localhost>", str,
+            "The From header of every e-mail."),
+    Setting("PETITION_BASE_URL", "BASE_URL", "http://127.0.0.1:8000", str,
+            "Public address of the site; links in e-mails start with it."),
+    Setting("PETITION_PETITIONS_DIR", "PETITIONS_DIR", "docs/en/petitions", str,
+            "Folder of the Markdown pages that declare the petitions."),
+    Setting("PETITION_PRIVACY_URL", "PRIVACY_URL", "/privacy/", str,
+            "Where the sign form links to the privacy notice."),
+    Setting("PETITION_CONFIRM_DAYS", "CONFIRM_DAYS", 14, _positive_int,
+            "Days a confirmation link stays valid."),
+    Setting("PETITION_MANAGE_DAYS", "MANAGE_DAYS", 365, _positive_int,
+            "Days a 'manage my signature' link stays valid."),
+    Setting("PETITION_MAILS_PER_SIGNATURE", "MAILS_PER_SIGNATURE", 3, _positive_int,
+            "Most e-mails one signature can ever trigger (confirmation and repeat notices together)."),
+    Setting("PETITION_COUNT_CACHE_SECONDS", "COUNT_CACHE_SECONDS", 5, int,
+            "How long one process reuses a computed count."),
+    Setting("PETITION_COUNT_MAX_AGE", "COUNT_MAX_AGE", 10, int,
+            "`Cache-Control: max-age` of the count API, for browsers and proxies."),
+)
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the config keys given by the environment, parsed, with the defaults for the rest."""
+    config: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw == "":
+            config[setting.key] = setting.default
+            continue
+        try:
+            config[setting.key] = setting.parse(raw)
+        except ValueError as error:
+            raise ConfigError(f"{setting.env}: {error}") from None
+    return config
+
+
+def finish(config: dict[str, Any], instance: Path) -> None:
+    """Fill in the embedded defaults and refuse an unsafe production configuration."""
+    production = config.get("ENV") == "production"
+    if production and not config.get("SECRET_KEY"):
+        raise ConfigError("PETITION_SECRET_KEY must be set when PETITION_ENV=production")
+    if production and not config.get("SMTP_URL"):
+        raise ConfigError("PETITION_SMTP_URL must be set when PETITION_ENV=production")
+    instance.mkdir(parents=True, exist_ok=True)
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _stored_secret_key(instance / "secret_key")
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'petition.sqlite3'}"
+    config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+    config.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    config["SESSION_COOKIE_SECURE"] = production
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_HTTPONLY"] = True
+
+
+def _stored_secret_key(path: Path) -> str:
+    """Read the instance's secret key, creating it (readable by its owner only) the first time."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    return key

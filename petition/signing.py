@@ -1,0 +1,93 @@
+"""Signing, confirming and withdrawing: the only code that writes signatures.
+
+A signing request inserts one signature row and one outbox row in one transaction and touches nothing
+shared, so signers never wait on each other. The unique index on (petition, canonical e-mail) decides
+duplicates, even for simultaneous submissions; a repeat signer gets the same answer as a new one and only
+the mailbox owner learns, by e-mail, that the address had signed already.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from . import mail
+from .extensions import db
+from .models import CONFIRMED, PENDING, OutboxMessage, Petition, Signature, utcnow
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A signer's answers, already validated and normalised by the form."""
+
+    name: str
+    email: str
+    email_canonical: str
+    country: str
+    postcode: str = ""
+    comment: str = ""
+    public: bool = False
+    updates: bool = False
+
+
+def sign(petition: Petition, submission: Submission) -> None:
+    """Record a signature (or a repeat) and queue the e-mail it warrants; answers nothing on purpose."""
+    signature = Signature(
+        petition_id=petition.id,
+        status=PENDING,
+        mails_sent=1,
+        **submission.__dict__,
+    )
+    db.session.add(signature)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        _repeat(petition, submission.email_canonical)
+        return
+    db.session.add(OutboxMessage(signature_id=signature.id, kind=mail.CONFIRM))
+    db.session.commit()
+    mail.wake_sender()
+
+
+def _repeat(petition: Petition, email_canonical: str) -> None:
+    """A second submission from a mailbox: resend the link, or say it has signed, within the mail cap."""
+    cap = current_app.config["MAILS_PER_SIGNATURE"]
+    # One conditional UPDATE: concurrent repeats cannot together exceed the cap.
+    row = db.session.execute(
+        update(Signature)
+        .where(
+            Signature.petition_id == petition.id,
+            Signature.email_canonical == email_canonical,
+            Signature.mails_sent < cap,
+        )
+        .values(mails_sent=Signature.mails_sent + 1)
+        .returning(Signature.id, Signature.status)
+    ).first()
+    if row is None:  # cap reached, or the first signature was withdrawn meanwhile
+        db.session.rollback()
+        return
+    kind = mail.CONFIRM if row.status == PENDING else mail.ALREADY_SIGNED
+    db.session.add(OutboxMessage(signature_id=row.id, kind=kind))
+    db.session.commit()
+    mail.wake_sender()
+
+
+def confirm(signature: Signature) -> bool:
+    """Count a pending signature; False if it was already confirmed (confirming twice is harmless)."""
+    result = db.session.execute(
+        update(Signature)
+        .where(Signature.id == signature.id, Signature.status == PENDING)
+        .values(status=CONFIRMED, confirmed_at=utcnow())
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def withdraw(signature: Signature) -> None:
+    """Delete the signature and everything queued for it: withdrawn means gone."""
+    db.session.delete(signature)
+    db.session.commit()

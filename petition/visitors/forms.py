@@ -1,0 +1,90 @@
+"""The forms visitors fill in. Every rule is enforced here, on the server; the browser's checks are a courtesy."""
+
+from __future__ import annotations
+
+import pycountry
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, SelectField, StringField, TextAreaField
+from wtforms.fields import SelectChoice
+from wtforms.validators import AnyOf, DataRequired, Length, StopValidation
+
+from .. import emails, inputs
+
+COUNTRIES: list[tuple[str, str]] = sorted(
+    ((c.alpha_2, getattr(c, "common_name", c.name)) for c in pycountry.countries),
+    key=lambda pair: pair[1],
+)
+COUNTRY_NAMES = dict(COUNTRIES)
+
+
+class Clean:
+    """First validator of every text field: normalise the text, or stop with the exact reason."""
+
+    def __init__(self, multiline: bool = False) -> None:
+        self.multiline = multiline
+
+    def __call__(self, form, field) -> None:
+        try:
+            field.data = inputs.clean(field.data, multiline=self.multiline)
+        except inputs.InvalidText as error:
+            raise StopValidation(f"{field.label.text} {error}.") from None
+
+
+class ValidEmail:
+    """Syntax check with email-validator; keeps the normalised address and its canonical key."""
+
+    def __call__(self, form, field) -> None:
+        try:
+            address = emails.parse(field.data)
+        except emails.InvalidEmail as error:
+            raise StopValidation(f"Enter a valid e-mail address: {error}") from None
+        field.data = address.normalised
+        field.canonical = address.canonical
+
+
+class SignForm(FlaskForm):
+    name = StringField(
+        "Full name",
+        validators=[Clean(), DataRequired("Enter your full name."),
+                    Length(max=100, message="Your name can be at most %(max)d characters long.")],
+        render_kw={"autocomplete": "name", "maxlength": 100},
+    )
+    email = EmailField(
+        "E-mail address",
+        description="We send you a link to confirm your signature.",
+        validators=[Clean(), DataRequired("Enter your e-mail address."),
+                    Length(max=254, message="An e-mail address can be at most %(max)d characters long."),
+                    ValidEmail()],
+        render_kw={"autocomplete": "email", "maxlength": 254, "spellcheck": "false"},
+    )
+    country = SelectField(
+        "Country",
+        choices=[SelectChoice("", "Choose your country")] + [SelectChoice(c, n) for c, n in COUNTRIES],
+        validate_choice=False,
+        validators=[DataRequired("Choose your country."),
+                    AnyOf(list(COUNTRY_NAMES), message="Choose your country from the list.")],
+        render_kw={"autocomplete": "country"},
+    )
+    postcode = StringField(
+        "Town or postcode (optional)",
+        validators=[Clean(), Length(max=40, message="Town or postcode can be at most %(max)d characters long.")],
+        render_kw={"autocomplete": "postal-code", "maxlength": 40},
+    )
+    comment = TextAreaField(
+        "Comment (optional)",
+        description="At most 500 characters.",
+        validators=[Clean(multiline=True),
+                    Length(max=500, message="Your comment is %(length)d characters long; "
+                                            "at most %(max)d are allowed.")],
+        render_kw={"maxlength": 500, "rows": 4},
+    )
+    public = BooleanField("Show my name publicly on the list of signers")
+    updates = BooleanField("Keep me informed about this campaign by e-mail")
+
+
+class ConfirmForm(FlaskForm):
+    """Only this POST confirms: mail scanners fetch links, they do not press buttons."""
+
+
+class WithdrawForm(FlaskForm):
+    pass

@@ -1,0 +1,105 @@
+"""Visitor views. Each POST ends in a redirect (post/redirect/get), so a reload never resubmits."""
+
+from __future__ import annotations
+
+from flask import redirect, render_template, url_for
+
+from .. import counts, signing, tokens
+from ..catalogue import petition_or_404
+from ..models import PENDING, Petition
+from . import bp
+from .forms import COUNTRY_NAMES, ConfirmForm, SignForm, WithdrawForm
+
+# A petition that cannot take signatures says why with the status code too.
+STATE_STATUS = {"closed": 410, "not_open": 409}
+
+
+
+def render_petition_page(template: str, petition: Petition, status: int = 200, **context):
+    return render_template(
+        template, petition=petition, counts=counts.confirmed_counts(petition.id), **context
+    ), status
+
+
+@bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])
+def sign(slug: str):
+    petition = petition_or_404(slug)
+    state = petition.state()
+    if state != "open":
+        return render_petition_page("unavailable.html", petition, STATE_STATUS[state], state=state)
+    form = SignForm()
+    if form.validate_on_submit():
+        signing.sign(petition, signing.Submission(
+            name=form.name.data,
+            email=form.email.data,
+            email_canonical=form.email.canonical,
+            country=form.country.data,
+            postcode=form.postcode.data,
+            comment=form.comment.data,
+            public=form.public.data,
+            updates=form.updates.data,
+        ))
+        return redirect(url_for(".thanks", slug=slug), code=303)
+    status = 422 if form.errors else 200
+    return render_petition_page("sign.html", petition, status, form=form)
+
+
+@bp.get("/petitions/<slug>/thanks")
+def thanks(slug: str):
+    """The same page for a new and a repeat signer: nobody learns here who has signed."""
+    petition = petition_or_404(slug)
+    return render_template("thanks.html", petition=petition)
+
+
+def signature_from(slug: str, token: str, purpose: str):
+    """The signature a link names, or the page that explains why the link no longer works."""
+    petition = petition_or_404(slug)
+    try:
+        signature = tokens.load(token, purpose)
+    except tokens.TokenError as error:
+        return None, (render_template("link_invalid.html", petition=petition, expired=error.expired,
+                                      purpose=purpose), 410 if error.expired else 404)
+    if signature.petition_id != petition.id:
+        return None, (render_template("link_invalid.html", petition=petition, expired=False,
+                                      purpose=purpose), 404)
+    return signature, None
+
+
+@bp.route("/petitions/<slug>/confirm/<token>", methods=["GET", "POST"])
+def confirm(slug: str, token: str):
+    """GET only shows a button: scanners that pre-fetch links must not confirm anything."""
+    signature, refusal = signature_from(slug, token, tokens.CONFIRM)
+    if refusal:
+        return refusal
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        signing.confirm(signature)
+        return redirect(url_for(".confirmed", slug=slug), code=303)
+    return render_template("confirm.html", petition=signature.petition, form=form,
+                           pending=signature.status == PENDING)
+
+
+@bp.get("/petitions/<slug>/confirmed")
+def confirmed(slug: str):
+    petition = petition_or_404(slug)
+    return render_petition_page("confirmed.html", petition)
+
+
+@bp.route("/petitions/<slug>/manage/<token>", methods=["GET", "POST"])
+def manage(slug: str, token: str):
+    """What we store about one signer, shown only to the holder of the link, and the way to withdraw."""
+    signature, refusal = signature_from(slug, token, tokens.MANAGE)
+    if refusal:
+        return refusal
+    form = WithdrawForm()
+    if form.validate_on_submit():
+        signing.withdraw(signature)
+        return redirect(url_for(".withdrawn", slug=slug), code=303)
+    return render_template("manage.html", petition=signature.petition, signature=signature, form=form,
+                           country_name=COUNTRY_NAMES.get(signature.country, signature.country))
+
+
+@bp.get("/petitions/<slug>/withdrawn")
+def withdrawn(slug: str):
+    petition = petition_or_404(slug)
+    return render_template("withdrawn.html", petition=petition)

@@ -1,0 +1,47 @@
+"""The two commands a fresh machine needs: ``python3 tasks.py run`` and ``python3 tasks.py test``.
+
+Only Python 3.11 is assumed: this script makes ``.venv``, installs the project into it (again whenever
+``pyproject.toml`` changes), then runs the service or the test suite. Extra arguments are passed on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def install() -> None:
+    if not (BIN / "python").exists():
+        print("Creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    if STAMP.exists() and STAMP.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime:
+        return
+    print("Installing the project and its dependencies into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["install", "-e", f"{ROOT}[test]"], check=True)
+    STAMP.touch()
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "run": [str(BIN / "petition"), "serve"],
+        "test": [str(BIN / "python"), "-m", "pytest"],
+    }
+    if not argv or argv[0] not in commands:
+        print(__doc__.strip())
+        return 2
+    install()
+    os.chdir(ROOT)
+    return subprocess.call(commands[argv[0]] + argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

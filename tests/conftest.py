@@ -1,0 +1,213 @@
+"""Shared fixtures: the app on SQLite and on a real PostgreSQL, a real SMTP server, and signing helpers.
+
+Every test that uses ``app`` runs twice, once per database engine. PostgreSQL is a throwaway cluster started
+here from Debian's binaries; where they are missing the PostgreSQL half is skipped on a developer's machine
+and fails in CI (``CI`` set), so a missing server can never pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from petition import create_app
+from petition.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_PETITIONS = ROOT / "docs" / "en" / "petitions"
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def need(what: str) -> None:
+    """A real part is missing: fail in CI, skip (with the reason) on a developer's machine."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI", pytrace=False)
+    pytest.skip(f"{what} not available on this machine")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bindir() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of an empty database on a PostgreSQL server of our own, on loopback."""
+    given = os.environ.get("PETITION_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        need("PostgreSQL (Debian package postgresql)")
+    datadir = Path(tempfile.mkdtemp(prefix="petition-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        postgres = pwd.getpwnam("postgres")
+        os.chown(datadir, postgres.pw_uid, postgres.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(datadir / "data"), "-U", "postgres",
+                              "--auth=trust", "--encoding=UTF8", "--no-locale"],
+                   check=True, capture_output=True)
+    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {datadir} -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-o", options,
+                              "-l", str(datadir / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE petition_test")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/petition_test"
+    finally:
+        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "immediate",
+                                  "stop"], capture_output=True)
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def petitions_dir(tmp_path: Path) -> Path:
+    """The shipped petition plus a closed one and one that is not open yet."""
+    folder = tmp_path / "petitions"
+    folder.mkdir()
+    shutil.copy(SHIPPED_PETITIONS / "vadim-kuramshin.md", folder)
+    for slug, opens, closes in (("closed-one", "2020-01-01", "2020-12-31"),
+                                ("future-one", "2999-01-01", "2999-12-31")):
+        (folder / f"{slug}.md").write_text(
+            f"---\nslug: {slug}\ntitle: Test petition {slug}\ntarget: Somebody\n"
+            f"summary: A test petition.\ngoal: 100\nopens: {opens}\ncloses: {closes}\n---\n\nText.\n",
+            encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, petitions_dir: Path):
+    app = create_app({
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": "test secret key",
+        "SMTP_URL": None,
+        "BASE_URL": "http://petition.test",
+        "PETITIONS_DIR": str(petitions_dir),
+        "COUNT_CACHE_SECONDS": 0,
+    })
+    with app.app_context():
+        upgrade()
+        from petition import catalogue
+
+        catalogue.sync(petitions_dir)
+    yield app
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("TRUNCATE outbox, signature, petition RESTART IDENTITY CASCADE"))
+            db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# ---------------------------------------------------------------- signing helpers
+
+VALID = {
+    "name": "Вадим Курамшин",
+    "email": "supporter@example.org",
+    "country": "KZ",
+    "postcode": "Astana",
+    "comment": "Free Vadim!",
+}
+
+
+def csrf_token(client, path: str) -> str:
+    page = client.get(path)
+    match = CSRF.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} ({page.status_code})"
+    return match.group(1)
+
+
+def submit(client, slug: str = "vadim-kuramshin", **fields):
+    """Sign the way a browser does: fetch the form for its CSRF token, then post it."""
+    path = f"/petitions/{slug}/sign"
+    data = {"csrf_token": csrf_token(client, path), **VALID, **fields}
+    return client.post(path, data={k: v for k, v in data.items() if v is not None})
+
+
+# ---------------------------------------------------------------- SMTP
+
+
+class Inbox:
+    """Messages received by the loopback SMTP server, as parsed e-mails."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on loopback; yields (url, inbox, controller)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}", inbox, controller
+    finally:
+        controller.stop()
