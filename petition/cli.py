@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import click
@@ -68,6 +69,8 @@ def serve(host: str, port: int, threads: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not os.environ.get("PETITION_BASE_URL"):  # links in e-mails must reach this server
+        app.config["BASE_URL"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     upgrade()
     _sync()
     mail.start_sender(app)
@@ -81,8 +84,12 @@ def serve(host: str, port: int, threads: int) -> None:
 
 def _create_app() -> Flask:
     from . import create_app
+    from .settings import ConfigError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigError as error:  # a clear line for the operator, not a traceback
+        raise click.ClickException(str(error)) from None
 
 
 main = FlaskGroup(create_app=_create_app, help=__doc__)

@@ -130,7 +130,7 @@ def _external(endpoint: str, **values: str) -> str:
 
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, … up to an hour between tries."""
-    return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+    return min(timedelta(seconds=30 * 2 ** min(max(attempts - 1, 0), 7)), MAX_BACKOFF)
 
 
 def deliver_due(transport: Transport | None = None, limit: int = BATCH) -> tuple[int, int]:

@@ -198,16 +198,32 @@ class Inbox:
         return self.messages
 
 
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a fixed loopback port that can be stopped and started again."""
+
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.controller = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+
 @pytest.fixture
 def smtp_server():
-    """A real SMTP server (aiosmtpd) on loopback; yields (url, inbox, controller)."""
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
+    server = SmtpServer()
+    server.start()
     try:
-        yield f"smtp://127.0.0.1:{port}", inbox, controller
+        yield server
     finally:
-        controller.stop()
+        server.stop()

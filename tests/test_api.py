@@ -1,0 +1,98 @@
+"""The public count API: confirmed signatures only, no personal data, cacheable."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+from petition import counts
+from petition.extensions import db
+from petition.models import CONFIRMED, HELD, PENDING, Petition, Signature
+
+PERSONAL = ("@example.org", "Signer", "Secret comment", "SW1")
+
+
+def add_signatures(app, rows):
+    """rows: (country, status, confirmed day or None)"""
+    with app.app_context():
+        petition = db.session.scalar(db.select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        for number, (country, status, day) in enumerate(rows):
+            db.session.add(Signature(
+                petition_id=petition.id, name=f"Signer {number}", email=f"s{number}@example.org",
+                email_canonical=f"s{number}@example.org", country=country, postcode="SW1",
+                comment="Secret comment", status=status,
+                confirmed_at=datetime.fromisoformat(day) if day else None))
+        db.session.commit()
+
+
+ROWS = [
+    ("KZ", CONFIRMED, "2026-11-02T10:00"), ("KZ", CONFIRMED, "2026-11-02T23:59"),
+    ("GB", CONFIRMED, "2026-11-03T00:00"), ("DE", PENDING, None), ("RU", HELD, None),
+]
+
+
+def test_one_petition_counts_confirmed_signatures_only(app, client):
+    add_signatures(app, ROWS)
+    response = client.get("/api/petitions/vadim-kuramshin")
+    assert response.status_code == 200
+    body = response.json
+    assert body["slug"] == "vadim-kuramshin" and body["title"] == "Urgent action for Vadim Kuramshin"
+    assert body["goal"] == 10000 and body["is_open"] is True and body["closes_at"] == "2027-06-30"
+    assert body["signature_count"] == 3
+    assert body["by_country"] == {"GB": 1, "KZ": 2}
+    assert not any(word in response.get_data(as_text=True) for word in PERSONAL)
+
+
+def test_the_list_holds_every_petition(app, client):
+    add_signatures(app, ROWS)
+    body = client.get("/api/petitions").json
+    by_slug = {p["slug"]: p for p in body["petitions"]}
+    assert set(by_slug) == {"vadim-kuramshin", "closed-one", "future-one"}
+    assert by_slug["vadim-kuramshin"]["signature_count"] == 3
+    assert by_slug["closed-one"]["is_open"] is False and by_slug["future-one"]["is_open"] is False
+
+
+def test_responses_are_cacheable_and_conditional(client):
+    response = client.get("/api/petitions/vadim-kuramshin")
+    cache_control = response.headers["Cache-Control"]
+    for part in ("public", "max-age=10", "stale-while-revalidate=", "stale-if-error="):
+        assert part in cache_control
+    etag = response.headers["ETag"]
+    again = client.get("/api/petitions/vadim-kuramshin", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.get_data() == b""
+
+
+def test_counts_by_day_and_country_as_json_and_csv(app, client):
+    add_signatures(app, ROWS)
+    body = client.get("/api/petitions/vadim-kuramshin/counts.json").json
+    assert body["signature_count"] == 3
+    assert body["by_day"] == {"2026-11-02": 2, "2026-11-03": 1}
+    assert body["by_country"] == {"GB": 1, "KZ": 2}
+    assert body["by_day_and_country"] == [
+        {"day": "2026-11-02", "country": "KZ", "signatures": 2},
+        {"day": "2026-11-03", "country": "GB", "signatures": 1},
+    ]
+    response = client.get("/api/petitions/vadim-kuramshin/counts.csv")
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows == [["day", "country", "signatures"], ["2026-11-02", "KZ", "2"], ["2026-11-03", "GB", "1"]]
+    assert not any(word in response.get_data(as_text=True) for word in PERSONAL)
+
+
+def test_an_unknown_slug_is_a_json_404(client):
+    for path in ("/api/petitions/nobody", "/api/petitions/nobody/counts.csv", "/api/nothing"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.is_json
+        assert response.json["status"] == 404
+
+
+def test_counts_are_cached_briefly_per_process(app, client):
+    app.config["COUNT_CACHE_SECONDS"] = 60
+    assert client.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 0
+    add_signatures(app, ROWS[:1])
+    assert client.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 0  # cached
+    with app.app_context():
+        counts.forget()
+    assert client.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 1

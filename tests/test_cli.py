@@ -1,0 +1,143 @@
+"""The ``petition`` command, and the embedded run served for real over HTTP."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from petition.extensions import db
+from petition.models import Petition
+
+from conftest import SHIPPED_PETITIONS, free_port
+
+PETITION = Path(sys.executable).with_name("petition")
+
+
+def test_sync_reports_each_petition_and_applies_changes(app, runner, petitions_dir):
+    result = runner.invoke(args=["sync"])
+    assert result.exit_code == 0
+    assert "vadim-kuramshin: unchanged" in result.output
+    page = petitions_dir / "closed-one.md"
+    page.write_text(page.read_text().replace("goal: 100", "goal: 250"))
+    result = runner.invoke(args=["sync"])
+    assert "closed-one: updated" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(Petition.goal).where(Petition.slug == "closed-one")) == 250
+
+
+def test_sync_refuses_a_bad_declaration_naming_file_and_field(app, runner, petitions_dir):
+    bad = petitions_dir / "bad.md"
+    bad.write_text("---\nslug: bad\ntitle: Bad\ntarget: T\nsummary: S\ngoal: lots\nopens: 2026-01-01\n"
+                   "closes: 2026-02-01\n---\nText\n")
+    result = runner.invoke(args=["sync"])
+    assert result.exit_code == 1
+    assert f"{bad}: field 'goal': must be a positive whole number" in result.output
+    assert "Traceback" not in result.output
+    with app.app_context():  # nothing half-loaded
+        assert db.session.scalar(select(Petition).where(Petition.slug == "bad")) is None
+
+
+def test_send_mail_reports_what_it_sent(app, runner, client):
+    from conftest import submit
+
+    submit(client)
+    result = runner.invoke(args=["send-mail"])
+    assert result.exit_code == 0 and "sent 1, failed 0" in result.output
+
+
+def test_the_console_script_refuses_production_without_secrets(tmp_path):
+    env = {**os.environ, "PETITION_ENV": "production", "PETITION_INSTANCE_PATH": str(tmp_path)}
+    env.pop("PETITION_SECRET_KEY", None)
+    result = subprocess.run([str(PETITION), "db", "upgrade"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Error: PETITION_SECRET_KEY must be set when PETITION_ENV=production" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class Browser:
+    """Cookies kept between requests, redirects not followed: enough to sign like a person."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect())
+
+    def request(self, path: str, data: dict | None = None) -> tuple[int, dict, str]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        try:
+            with self.opener.open(self.base + path, data=body, timeout=10) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def csrf(self, path: str) -> str:
+        return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', self.request(path)[2]).group(1)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+@pytest.mark.slow
+def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path):
+    """The README's promise: serve, sign, find the link in instance/outbox/, confirm, count."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env["PETITION_PETITIONS_DIR"] = str(SHIPPED_PETITIONS)
+    env["PETITION_COUNT_CACHE_SECONDS"] = "0"
+    server = subprocess.Popen([str(PETITION), "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        browser = Browser(base)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = browser.request("/api/petitions")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        assert status == 200
+        assert browser.request("/api/petitions/vadim-kuramshin")[2].count('"signature_count":0') == 1
+
+        token = browser.csrf("/petitions/vadim-kuramshin/sign")
+        status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign", {
+            "csrf_token": token, "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"})
+        assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/thanks")
+
+        outbox = tmp_path / "instance" / "outbox"
+        deadline = time.monotonic() + 15
+        while not list(outbox.glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [eml] = outbox.glob("*.eml")
+        message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        confirm = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/confirm/\S+)", text).group(1)
+
+        token = browser.csrf(confirm)
+        status, _, _ = browser.request(confirm, {"csrf_token": token})
+        assert status == 303
+        status, _, body = browser.request("/api/petitions/vadim-kuramshin")
+        assert status == 200 and '"signature_count":1' in body
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=10)[0]
+    assert f"Serving on http://127.0.0.1:{port}/" in output
+    assert f"E-mails: written to {tmp_path / 'instance' / 'outbox'}" in output
+    assert "/petitions/vadim-kuramshin/confirm/" in output  # the link is logged for a local user
+    assert "ekaterina@example.org" not in output  # the address is not
+    assert (tmp_path / "instance" / "petition.sqlite3").exists()
