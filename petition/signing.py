@@ -8,7 +8,7 @@ the mailbox owner learns, by e-mail, that the address had signed already.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from flask import current_app
 from sqlalchemy import update
@@ -35,32 +35,28 @@ class Submission:
 
 def sign(petition: Petition, submission: Submission) -> None:
     """Record a signature (or a repeat) and queue the e-mail it warrants; answers nothing on purpose."""
-    signature = Signature(
-        petition_id=petition.id,
-        status=PENDING,
-        mails_sent=1,
-        **submission.__dict__,
-    )
+    petition_id = petition.id
+    signature = Signature(petition_id=petition_id, status=PENDING, mails_sent=1, **asdict(submission))
     db.session.add(signature)
     try:
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        _repeat(petition, submission.email_canonical)
+        _repeat(petition_id, submission.email_canonical)
         return
     db.session.add(OutboxMessage(signature_id=signature.id, kind=mail.CONFIRM))
     db.session.commit()
     mail.wake_sender()
 
 
-def _repeat(petition: Petition, email_canonical: str) -> None:
+def _repeat(petition_id: int, email_canonical: str) -> None:
     """A second submission from a mailbox: resend the link, or say it has signed, within the mail cap."""
     cap = current_app.config["MAILS_PER_SIGNATURE"]
     # One conditional UPDATE: concurrent repeats cannot together exceed the cap.
     row = db.session.execute(
         update(Signature)
         .where(
-            Signature.petition_id == petition.id,
+            Signature.petition_id == petition_id,
             Signature.email_canonical == email_canonical,
             Signature.mails_sent < cap,
         )

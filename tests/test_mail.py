@@ -7,6 +7,7 @@ import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from petition import mail
@@ -146,3 +147,47 @@ def test_smtp_urls_are_read_with_credentials_and_tls():
             assert "PETITION_SMTP_URL" in str(error)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_credentials_from_the_url_are_used_to_log_in(app, client):
+    """A server that insists on AUTH: the user and password in PETITION_SMTP_URL get the mail through."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from conftest import Inbox, free_port
+
+    seen = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        seen.append((auth_data.login.decode(), auth_data.password.decode()))
+        return AuthResult(success=seen[-1] == ("campaign", "s3cret/pw"))
+
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_required=True, auth_require_tls=False)
+    controller.start()
+    try:
+        submit(client)
+        with app.app_context():
+            wrong = mail.SmtpTransport(f"smtp://campaign:wrong@127.0.0.1:{port}", timeout=2)
+            assert mail.deliver_due(wrong) == (0, 1)  # refused: kept for a later try
+            item = db.session.scalars(select(OutboxMessage)).one()
+            assert item.sent_at is None and item.last_error
+            item.next_attempt_at = utcnow()
+            db.session.commit()
+            right = mail.SmtpTransport(f"smtp://campaign:s3cret%2Fpw@127.0.0.1:{port}", timeout=2)
+            assert mail.deliver_due(right) == (1, 0)
+        assert len(inbox.wait_for(1)) == 1
+        assert seen[0] == ("campaign", "wrong") and seen[-1] == ("campaign", "s3cret/pw")
+    finally:
+        controller.stop()
+
+
+def test_starttls_required_but_not_offered_keeps_the_message(app, client, smtp_server):
+    submit(client)
+    app.config["SMTP_URL"] = smtp_server.url + "?starttls=require"
+    assert deliver(app) == (0, 1)
+    assert smtp_server.inbox.messages == []
+    with app.app_context():
+        assert "STARTTLS" in db.session.scalars(select(OutboxMessage)).one().last_error

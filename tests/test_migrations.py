@@ -19,3 +19,14 @@ def test_migrations_go_down_and_up_again(app):
         assert "signature" not in db.inspect(db.engine).get_table_names()
         upgrade()
         assert {"petition", "signature", "outbox"} <= set(db.inspect(db.engine).get_table_names())
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            assert db.engine.dialect.name == "postgresql"
+            return
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
