@@ -48,10 +48,7 @@ def send_mail(loop: bool, interval: float) -> None:
     """Deliver the e-mails waiting in the outbox, retrying failed ones with back-off."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     while True:
-        sent, failed = mail.deliver_due()
-        while sent == mail.BATCH:
-            more, failed = mail.deliver_due()
-            sent += more
+        sent, failed = mail.deliver_all()
         if not loop:
             click.echo(f"sent {sent}, failed {failed}")
             return

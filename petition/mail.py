@@ -168,6 +168,16 @@ def deliver_due(transport: Transport | None = None, limit: int = BATCH) -> tuple
     return sent, failed
 
 
+def deliver_all(transport: Transport | None = None) -> tuple[int, int]:
+    """``deliver_due`` batch after batch until the outbox holds nothing due; return the totals."""
+    total_sent = total_failed = 0
+    while True:
+        sent, failed = deliver_due(transport)
+        total_sent, total_failed = total_sent + sent, total_failed + failed
+        if sent + failed < BATCH:  # failed rows wait for their back-off, so this ends
+            return total_sent, total_failed
+
+
 def wake_sender() -> None:
     """Tell a background sender in this process that there is new mail."""
     _wake.set()
@@ -178,9 +188,7 @@ def run_sender(app: Flask, stop: threading.Event, interval: float = 5.0) -> None
     while not stop.is_set():
         with app.app_context():
             try:
-                sent, failed = deliver_due()
-                while sent == BATCH:
-                    sent, failed = deliver_due()
+                deliver_all()
             except Exception:  # the database may be briefly away; never let the thread die
                 log.exception("mail sender: delivery round failed")
                 db.session.rollback()

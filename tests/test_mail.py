@@ -191,3 +191,20 @@ def test_starttls_required_but_not_offered_keeps_the_message(app, client, smtp_s
     assert smtp_server.inbox.messages == []
     with app.app_context():
         assert "STARTTLS" in db.session.scalars(select(OutboxMessage)).one().last_error
+
+
+def test_a_backlog_larger_than_one_batch_is_sent_whole(app, client, tmp_path):
+    with app.app_context():
+        from petition.models import Petition, Signature
+
+        petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        for number in range(mail.BATCH * 2 + 7):
+            signature = Signature(petition_id=petition.id, name="N", email=f"n{number}@example.org",
+                                  email_canonical=f"n{number}@example.org", country="KZ")
+            db.session.add(signature)
+            db.session.flush()
+            db.session.add(OutboxMessage(signature_id=signature.id, kind=mail.CONFIRM))
+        db.session.commit()
+        transport = mail.FileTransport(tmp_path / "eml")
+        assert mail.deliver_all(transport) == (mail.BATCH * 2 + 7, 0)
+    assert len(list((tmp_path / "eml").glob("*.eml"))) == mail.BATCH * 2 + 7
