@@ -26,7 +26,7 @@ def install() -> None:
         return
     print("Installing the project and its dependencies into .venv ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["install", "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run(pip + ["install", "-e", f"{ROOT}[site,test]"], check=True)
     STAMP.touch()
 
 
