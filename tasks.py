@@ -1,7 +1,8 @@
 """The two commands a fresh machine needs: ``python3 tasks.py run`` and ``python3 tasks.py test``.
 
 Only Python 3.11 is assumed: this script makes ``.venv``, installs the project into it (again whenever
-``pyproject.toml`` changes), then runs the service or the test suite. Extra arguments are passed on.
+``pyproject.toml`` changes), then builds the site and serves it with the service, or runs the test suite.
+Extra arguments are passed on to ``petition serve`` or to pytest.
 """
 
 from __future__ import annotations
@@ -31,16 +32,16 @@ def install() -> None:
 
 
 def main(argv: list[str]) -> int:
-    commands = {
-        "run": [str(BIN / "petition"), "serve"],
-        "test": [str(BIN / "python"), "-m", "pytest"],
-    }
-    if not argv or argv[0] not in commands:
+    if not argv or argv[0] not in ("run", "test"):
         print(__doc__.strip())
         return 2
     install()
     os.chdir(ROOT)
-    return subprocess.call(commands[argv[0]] + argv[1:])
+    if argv[0] == "test":
+        return subprocess.call([str(BIN / "python"), "-m", "pytest"] + argv[1:])
+    print("Building the site ...", flush=True)
+    built = subprocess.call([str(BIN / "mkdocs"), "build", "--quiet"], env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    return built or subprocess.call([str(BIN / "petition"), "serve"] + argv[1:])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, abort, request
 
-from . import cli, errors, inputs, settings
+from . import cli, errors, inputs, layout, settings
 from .extensions import csrf, db, migrate
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
@@ -45,6 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(visitors_bp)
     app.register_blueprint(api_bp)
+    layout.install(app)
     errors.register(app)
     cli.register(app)
     return app

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate import upgrade
 
-from . import catalogue, mail
+from . import catalogue, embedded, mail
 from .declarations import DeclarationError
 
 
@@ -71,12 +72,19 @@ def serve(host: str, port: int, threads: int) -> None:
     upgrade()
     _sync()
     mail.start_sender(app)
+    site_dir = Path(app.config["SITE_DIR"])
+    if (site_dir / "index.html").is_file():
+        served = embedded.site_and_service(app, site_dir)
+        click.echo(f"Site: {site_dir}")
+    else:
+        served = app
+        click.echo(f"Site: not built (no {site_dir / 'index.html'}); serving the petition service alone")
     if app.config.get("SMTP_URL"):
         click.echo("E-mails: sent through PETITION_SMTP_URL")
     else:
         click.echo(f"E-mails: written to {app.config['OUTBOX_DIR']} (set PETITION_SMTP_URL to send them)")
     click.echo(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="petition")
+    waitress.serve(served, host=host, port=port, threads=threads, ident="petition")
 
 
 def _create_app() -> Flask:

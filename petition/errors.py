@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .layout import wants_fragment
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,9 @@ def _render(status: int, title: str, message: str) -> Response:
     if request.path.startswith("/api/"):
         body = jsonify({"error": title, "message": message, "status": status})
     else:
-        body = render_template("error.html", status=status, title=title, message=message)
+        fragment = wants_fragment()  # shown inside a site page
+        body = render_template("_error.html" if fragment else "error.html", status=status, title=title,
+                               message=message, fragment=fragment)
     return make_response(body, status)
 
 
@@ -62,8 +66,10 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     # Links in e-mails carry tokens: never pass a URL on to another site.
     headers.setdefault("Referrer-Policy", "no-referrer")
+    shell = current_app.extensions["petition.shell"]()
+    scripts = " ".join(("'self'",) + (shell.script_hashes if shell else ()))  # the site frame's own scripts
     headers.setdefault("Content-Security-Policy",
-                       "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+                       f"default-src 'self'; script-src {scripts}; object-src 'none'; base-uri 'none'; "
                        "form-action 'self'; frame-ancestors 'none'")
     if response.mimetype == "text/html":
         # Pages carry CSRF tokens and, behind links, a signer's own data: keep them out of every cache.

@@ -54,6 +54,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Public address of the site; links in e-mails start with it."),
     Setting("PETITION_PETITIONS_DIR", "PETITIONS_DIR", "docs/en/petitions", str,
             "Folder of the Markdown pages that declare the petitions."),
+    Setting("PETITION_SITE_DIR", "SITE_DIR", "site", str,
+            "The built site (`mkdocs build`): its page frame dresses the service's pages, and "
+            "`petition serve` serves its files."),
     Setting("PETITION_PRIVACY_URL", "PRIVACY_URL", "/privacy/", str,
             "Where the sign form links to the privacy notice."),
     Setting("PETITION_CONFIRM_DAYS", "CONFIRM_DAYS", 14, _positive_int,
@@ -97,6 +100,7 @@ def finish(config: dict[str, Any], instance: Path) -> None:
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'petition.sqlite3'}"
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+    config["SITE_DIR"] = str(Path(config["SITE_DIR"]).resolve())
     config.setdefault("OUTBOX_DIR", str(instance / "outbox"))
     config["SESSION_COOKIE_SECURE"] = production
     config["SESSION_COOKIE_SAMESITE"] = "Lax"

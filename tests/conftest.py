@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,6 +91,27 @@ def postgres_url():
         shutil.rmtree(datadir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- the site
+
+
+def build_site(site: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.CompletedProcess:
+    """``mkdocs build --strict`` of a configuration into ``site``, as an editor runs it."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env.pop("PETITION_BASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
+                           "-d", str(site)], cwd=config.parent, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> Path:
+    """The campaign site, built once for the whole run."""
+    folder = tmp_path_factory.mktemp("site")
+    result = build_site(folder)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return folder
+
+
 # ---------------------------------------------------------------- the app
 
 
@@ -125,6 +147,7 @@ def app(tmp_path: Path, database_url: str, petitions_dir: Path):
         "SMTP_URL": None,
         "BASE_URL": "http://petition.test",
         "PETITIONS_DIR": str(petitions_dir),
+        "SITE_DIR": str(tmp_path / "no-site"),  # the plain frame; tests of the site's frame build one
         "COUNT_CACHE_SECONDS": 0,
     })
     with app.app_context():

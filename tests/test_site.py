@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +13,8 @@ import pytest
 import yaml
 
 from petition.declarations import split_front_matter
+
+from conftest import build_site
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "en"
@@ -43,20 +42,9 @@ def mkdocs_config() -> dict:
     return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=loader)
 
 
-def build(config: Path, site: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    env.pop("PETITION_BASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
-                           "-d", str(site)], cwd=config.parent, env=env, capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("site")
-    result = build(ROOT / "mkdocs.yml", folder)
-    assert result.returncode == 0, result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    return folder
+@pytest.fixture
+def site(built_site: Path) -> Path:
+    return built_site
 
 
 def posts() -> list[tuple[Path, dict, str]]:
@@ -208,7 +196,7 @@ def test_a_bad_petition_declaration_fails_the_build_naming_file_and_field(tmp_pa
     page = tmp_path / "docs" / "en" / "petitions" / "vadim-kuramshin.md"
     page.write_text(page.read_text(encoding="utf-8").replace("goal: 10000", "goal: ten thousand"),
                     encoding="utf-8")
-    result = build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    result = build_site(tmp_path / "site", tmp_path / "mkdocs.yml")
     assert result.returncode != 0
     assert "Bad petition declaration" in result.stderr
     assert "docs/en/petitions/vadim-kuramshin.md: field 'goal': must be a positive whole number" in result.stderr

@@ -16,6 +16,14 @@ from ..models import Petition
 from . import bp
 
 
+@bp.after_request
+def allow_cross_origin_reads(response: Response) -> Response:
+    """Other solidarity sites may show our counts: any origin may GET them, and do nothing else."""
+    if request.method in ("GET", "HEAD"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 def cacheable(response: Response) -> Response:
     max_age = current_app.config["COUNT_MAX_AGE"]
     response.headers["Cache-Control"] = (

@@ -6,6 +6,7 @@ from flask import redirect, render_template, url_for
 
 from .. import counts, signing, tokens
 from ..catalogue import petition_or_404
+from ..layout import wants_fragment
 from ..models import PENDING, Petition
 from . import bp
 from .forms import COUNTRY_NAMES, ConfirmForm, SignForm, WithdrawForm
@@ -15,10 +16,13 @@ STATE_STATUS = {"closed": 410, "not_open": 409}
 
 
 
-def render_petition_page(template: str, petition: Petition, status: int = 200, **context):
-    return render_template(
-        template, petition=petition, counts=counts.confirmed_counts(petition.id), **context
-    ), status
+def render_petition_page(template: str, petition: Petition, status: int = 200, fragment: str | None = None,
+                         **context):
+    """The full page, or with ``X-Petition-Fragment`` only its ``fragment`` template."""
+    if fragment and wants_fragment():
+        template = fragment
+    context.update(petition=petition, counts=counts.confirmed_counts(petition.id), fragment=wants_fragment())
+    return render_template(template, **context), status, {"Vary": "X-Petition-Fragment"}
 
 
 @bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])
@@ -26,7 +30,8 @@ def sign(slug: str):
     petition = petition_or_404(slug)
     state = petition.state()
     if state != "open":
-        return render_petition_page("unavailable.html", petition, STATE_STATUS[state], state=state)
+        return render_petition_page("unavailable.html", petition, STATE_STATUS[state], "_unavailable.html",
+                                    state=state)
     form = SignForm()
     if form.validate_on_submit():
         signing.sign(petition, signing.Submission(
@@ -41,14 +46,13 @@ def sign(slug: str):
         ))
         return redirect(url_for(".thanks", slug=slug), code=303)
     status = 422 if form.errors else 200
-    return render_petition_page("sign.html", petition, status, form=form)
+    return render_petition_page("sign.html", petition, status, "_sign_form.html", form=form)
 
 
 @bp.get("/petitions/<slug>/thanks")
 def thanks(slug: str):
     """The same page for a new and a repeat signer: nobody learns here who has signed."""
-    petition = petition_or_404(slug)
-    return render_template("thanks.html", petition=petition)
+    return render_petition_page("thanks.html", petition_or_404(slug), fragment="_thanks.html")
 
 
 def signature_from(slug: str, token: str, purpose: str):
