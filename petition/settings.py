@@ -59,6 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`petition serve` serves its files."),
     Setting("PETITION_PRIVACY_URL", "PRIVACY_URL", "/privacy/", str,
             "Where the sign form links to the privacy notice."),
+    Setting("PETITION_TRUSTED_PROXIES", "TRUSTED_PROXIES", 0, int,
+            "How many reverse proxies (nginx: 1) stand before the service; their X-Forwarded-* headers "
+            "are then believed."),
     Setting("PETITION_CONFIRM_DAYS", "CONFIRM_DAYS", 14, _positive_int,
             "Days a confirmation link stays valid."),
     Setting("PETITION_MANAGE_DAYS", "MANAGE_DAYS", 365, _positive_int,

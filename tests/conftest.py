@@ -7,6 +7,7 @@ and fails in CI (``CI`` set), so a missing server can never pass unnoticed.
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import shutil
@@ -15,6 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -197,6 +201,46 @@ def submit(client, slug: str = "vadim-kuramshin", **fields):
     path = f"/petitions/{slug}/sign"
     data = {"csrf_token": csrf_token(client, path), **VALID, **fields}
     return client.post(path, data={k: v for k, v in data.items() if v is not None})
+
+
+# ---------------------------------------------------------------- over real HTTP
+
+
+class Browser:
+    """Cookies kept between requests, redirects not followed: enough to sign like a person."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect())
+
+    def request(self, path: str, data: dict | None = None) -> tuple[int, dict, str]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        try:
+            with self.opener.open(self.base + path, data=body, timeout=10) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def csrf(self, path: str) -> str:
+        return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', self.request(path)[2]).group(1)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def wait_until_serving(browser: "Browser", path: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            browser.request(path)
+            return
+        except (urllib.error.URLError, ConnectionError):
+            assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"nothing answered at {browser.base}{path}"
+            time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- SMTP

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import os
 import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -20,7 +16,7 @@ from sqlalchemy import select
 from petition.extensions import db
 from petition.models import Petition
 
-from conftest import SHIPPED_PETITIONS, free_port
+from conftest import SHIPPED_PETITIONS, Browser, free_port, wait_until_serving
 
 PETITION = Path(sys.executable).with_name("petition")
 
@@ -66,52 +62,24 @@ def test_the_console_script_refuses_production_without_secrets(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-class Browser:
-    """Cookies kept between requests, redirects not followed: enough to sign like a person."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect())
-
-    def request(self, path: str, data: dict | None = None) -> tuple[int, dict, str]:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        try:
-            with self.opener.open(self.base + path, data=body, timeout=10) as response:
-                return response.status, dict(response.headers), response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read().decode()
-
-    def csrf(self, path: str) -> str:
-        return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', self.request(path)[2]).group(1)
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 @pytest.mark.slow
-def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path):
+def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path, built_site):
     """The README's promise: serve, sign, find the link in instance/outbox/, confirm, count."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
     env["PETITION_PETITIONS_DIR"] = str(SHIPPED_PETITIONS)
     env["PETITION_COUNT_CACHE_SECONDS"] = "0"
+    env["PETITION_SITE_DIR"] = str(built_site)
     server = subprocess.Popen([str(PETITION), "serve", "--port", str(port)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         browser = Browser(base)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _, _ = browser.request("/api/petitions")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.2)
-        assert status == 200
+        wait_until_serving(browser, "/api/petitions", server)
+        status, _, home = browser.request("/")
+        assert status == 200 and "Solidarity with Kazakhstan" in home  # the site, on the same origin
+        status, _, sign = browser.request("/petitions/vadim-kuramshin/sign")
+        assert status == 200 and 'class="md-header' in sign  # the service, in the site's frame
         assert browser.request("/api/petitions/vadim-kuramshin")[2].count('"signature_count":0') == 1
 
         token = browser.csrf("/petitions/vadim-kuramshin/sign")

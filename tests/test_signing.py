@@ -205,7 +205,7 @@ def test_a_wrong_method_is_a_405_page_not_a_crash(client):
 def test_pages_are_never_cached_and_carry_security_headers(client):
     response = client.get(SIGN)
     assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 

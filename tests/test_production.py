@@ -1,0 +1,141 @@
+"""The production topology, for real: nginx (Debian's) with deploy/nginx/campaign.conf in front of gunicorn
+started as deploy/systemd/petition-web.service starts it, on loopback, and a signature made through it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SHIPPED_PETITIONS, Browser, free_port, need, wait_until_serving
+
+pytestmark = pytest.mark.slow
+DEPLOY = ROOT / "deploy"
+VENV_BIN = Path(sys.executable).parent
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not found:
+        need("nginx (Debian package nginx)")
+    return found
+
+
+def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path) -> str:
+    """The shipped server block, with only what a loopback test must change: no TLS, our ports and paths."""
+    blocks = re.split(r"\n(?=server \{)", conf)
+    https = next(b for b in blocks if "listen 443 ssl;" in b)
+    upstream = blocks[0]
+    https = re.sub(r"\n\s*(listen \[::\]:443 ssl;|http2 on;|ssl_certificate\S* [^\n]+;|add_header Strict-Transport-Security[^\n]+)",
+                   "", https)
+    https = https.replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
+    text = upstream + "\n" + https
+    text = text.replace("127.0.0.1:8001", f"127.0.0.1:{upstream_port}")
+    text = text.replace("/srv/campaign/site", str(site))
+    text = text.replace("/srv/campaign/deploy", str(DEPLOY))
+    directives = "\n".join(line.split("#")[0] for line in text.splitlines())
+    assert "/srv/campaign" not in directives and "ssl" not in directives
+    return text
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """ExecStart of the shipped unit, pointed at this virtual environment and port."""
+    unit = (DEPLOY / "systemd" / "petition-web.service").read_text(encoding="utf-8")
+    command = shlex.split(re.search(r"^ExecStart=(.+)$", unit, re.MULTILINE).group(1))
+    command[0] = str(VENV_BIN / Path(command[0]).name)
+    return [part.replace("127.0.0.1:8001", f"127.0.0.1:{port}") for part in command]
+
+
+def test_signing_through_nginx_and_gunicorn(tmp_path, built_site):
+    nginx = nginx_binary()
+    web_port, app_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{web_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env.update({
+        "PETITION_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PETITION_SECRET_KEY": "a secret for this test only",
+        "PETITION_SITE_DIR": str(built_site),
+        "PETITION_PETITIONS_DIR": str(SHIPPED_PETITIONS),
+        "PETITION_BASE_URL": base,
+        "PETITION_TRUSTED_PROXIES": "1",
+        "PETITION_COUNT_CACHE_SECONDS": "0",
+    })
+    unit = (DEPLOY / "systemd" / "petition-web.service").read_text(encoding="utf-8")
+    for pre in re.findall(r"^ExecStartPre=\S+/petition (.+)$", unit, re.MULTILINE):
+        subprocess.run([str(VENV_BIN / "petition"), *pre.split()], env=env, cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    conf = tmp_path / "nginx"
+    conf.mkdir()
+    (conf / "campaign.conf").write_text(site_server_for_test(
+        (DEPLOY / "nginx" / "campaign.conf").read_text(encoding="utf-8"), web_port, app_port, built_site))
+    (conf / "nginx.conf").write_text(f"""
+user root;
+worker_processes 1;
+pid {conf}/nginx.pid;
+error_log {conf}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    client_body_temp_path {conf}/body;
+    proxy_temp_path {conf}/proxy;
+    fastcgi_temp_path {conf}/fastcgi;
+    uwsgi_temp_path {conf}/uwsgi;
+    scgi_temp_path {conf}/scgi;
+    include {conf}/campaign.conf;
+}}
+""")
+    checked = subprocess.run([nginx, "-t", "-p", str(conf), "-c", str(conf / "nginx.conf")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+    web = subprocess.Popen(gunicorn_command(app_port), env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proxy = subprocess.Popen([nginx, "-p", str(conf), "-c", str(conf / "nginx.conf"), "-g", "daemon off;"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        browser = Browser(base)
+        wait_until_serving(browser, "/", proxy)
+        wait_until_serving(Browser(f"http://127.0.0.1:{app_port}"), "/api/petitions", web)
+
+        status, headers, home = browser.request("/")
+        assert status == 200 and "Solidarity with Kazakhstan" in home
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        status, _, page = browser.request("/petitions/vadim-kuramshin/")
+        assert status == 200 and 'data-petition-sign="/petitions/vadim-kuramshin/sign"' in page
+        status, _, missing = browser.request("/no/such/page/")
+        assert status == 404 and "Page not found" in missing
+
+        status, _, form = browser.request("/petitions/vadim-kuramshin/sign")
+        assert status == 200 and 'class="md-header' in form  # gunicorn's page, in the site's frame
+        token = browser.csrf("/petitions/vadim-kuramshin/sign")
+        status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign", {
+            "csrf_token": token, "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"})
+        assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/thanks")
+
+        sent = subprocess.run([str(VENV_BIN / "petition"), "send-mail"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert "sent 1, failed 0" in sent.stdout
+        [eml] = (tmp_path / "instance" / "outbox").glob("*.eml")
+        text = message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+        confirm = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/confirm/\S+)", text).group(1)
+        status, _, _ = browser.request(confirm, {"csrf_token": browser.csrf(confirm)})
+        assert status == 303
+
+        status, headers, body = browser.request("/api/petitions/vadim-kuramshin")
+        assert status == 200 and '"signature_count":1' in body
+        assert headers["Access-Control-Allow-Origin"] == "*"
+    finally:
+        proxy.terminate()
+        web.terminate()
+        proxy.communicate(timeout=10)
+        web_output = web.communicate(timeout=10)[0]
+    assert "ekaterina@example.org" not in web_output  # no personal data in the service's log
