@@ -8,6 +8,7 @@ Extra arguments are passed on to ``petition serve`` or to pytest.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -31,6 +32,21 @@ def install() -> None:
     STAMP.touch()
 
 
+def install_browser_tools() -> None:
+    """axe-core, from the npm registry, for the accessibility tests (npm ci: exactly the locked version)."""
+    folder = ROOT / "tests" / "e2e"
+    stamp = folder / "node_modules" / ".installed"
+    if stamp.exists() and stamp.stat().st_mtime >= (folder / "package-lock.json").stat().st_mtime:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm not found: the accessibility tests will say so (apt-get install npm)", flush=True)
+        return
+    print("Installing the browser-side test tools (npm ci) ...", flush=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(folder)], check=True)
+    stamp.touch()
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("run", "test"):
         print(__doc__.strip())
@@ -38,6 +54,7 @@ def main(argv: list[str]) -> int:
     install()
     os.chdir(ROOT)
     if argv[0] == "test":
+        install_browser_tools()
         return subprocess.call([str(BIN / "python"), "-m", "pytest"] + argv[1:])
     print("Building the site ...", flush=True)
     built = subprocess.call([str(BIN / "mkdocs"), "build", "--quiet"], env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})

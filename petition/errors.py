@@ -34,6 +34,8 @@ def _render(status: int, title: str, message: str) -> Response:
         fragment = wants_fragment()  # shown inside a site page
         body = render_template("_error.html" if fragment else "error.html", status=status, title=title,
                                message=message, fragment=fragment)
+        if fragment:
+            return make_response(body, status, {"X-Petition-Fragment": "1"})
     return make_response(body, status)
 
 

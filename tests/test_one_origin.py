@@ -94,7 +94,7 @@ def test_fragments_for_signing_in_place(client):
     html = form.get_data(as_text=True)
     assert form.status_code == 200 and html.lstrip().startswith("<section")
     assert "data-petition-form" in html and "<html" not in html
-    assert "Vary" in form.headers and "X-Petition-Fragment" in form.headers["Vary"]
+    assert "X-Petition-Fragment" in form.headers["Vary"] and form.headers["X-Petition-Fragment"] == "1"
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
 
     bad = client.post("/petitions/vadim-kuramshin/sign", data={**VALID, "email": "x", "csrf_token": token},
@@ -111,6 +111,8 @@ def test_fragments_for_signing_in_place(client):
     assert closed.status_code == 410 and "This petition is closed" in closed.get_data(as_text=True)
     expired = client.post("/petitions/vadim-kuramshin/sign", data=VALID, headers=FRAGMENT)
     assert expired.status_code == 400 and "<html" not in expired.get_data(as_text=True)
+    assert expired.headers["X-Petition-Fragment"] == "1"
+    assert "X-Petition-Fragment" not in client.get("/petitions/vadim-kuramshin/sign").headers
 
 
 def test_count_json_is_readable_cross_origin_and_nothing_else(client):

@@ -19,10 +19,12 @@ STATE_STATUS = {"closed": 410, "not_open": 409}
 def render_petition_page(template: str, petition: Petition, status: int = 200, fragment: str | None = None,
                          **context):
     """The full page, or with ``X-Petition-Fragment`` only its ``fragment`` template."""
+    headers = {"Vary": "X-Petition-Fragment"}
     if fragment and wants_fragment():
         template = fragment
+        headers["X-Petition-Fragment"] = "1"  # the script shows only answers that say so
     context.update(petition=petition, counts=counts.confirmed_counts(petition.id), fragment=wants_fragment())
-    return render_template(template, **context), status, {"Vary": "X-Petition-Fragment"}
+    return render_template(template, **context), status, headers
 
 
 @bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])

@@ -27,7 +27,8 @@
     var box = card.querySelector("[data-petition-count]");
     if (!box || card.dataset.petitionLoaded) return;
     card.dataset.petitionLoaded = "1";
-    fetch(card.dataset.api, { headers: { Accept: "application/json" } })
+    // Revalidate (a 304 while nothing changed): a signer who just confirmed expects to be counted.
+    fetch(card.dataset.api, { headers: { Accept: "application/json" }, cache: "no-cache" })
       .then(function (response) {
         if (!response.ok) throw new Error(response.status);
         return response.json();
@@ -55,8 +56,11 @@
   }
 
   function load(container, response) {
-    // A 4xx answer explains itself (invalid input, a closed petition, too many tries); a 5xx is a fault.
-    if (response.status >= 500) throw new Error(response.status);
+    // The service marks its fragments. A marked 4xx explains itself (invalid input, a closed petition,
+    // too many tries); a 5xx, or anything unmarked (a proxy's error page, a static 404), is a fault.
+    if (response.status >= 500 || response.headers.get("X-Petition-Fragment") !== "1") {
+      throw new Error(response.status);
+    }
     return response.text().then(function (html) {
       container.innerHTML = html;
       wire(container);

@@ -1,0 +1,231 @@
+"""End to end in real Chromium (Debian's, driven by Playwright): read, sign, confirm from a real SMTP
+server, see the count rise; with and without JavaScript; errors; accessibility (axe-core); the service
+down; the embed snippet on another origin."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SHIPPED_PETITIONS, Browser, SmtpServer, free_port, need, wait_until_serving
+
+pytestmark = pytest.mark.slow
+AXE = ROOT / "tests" / "e2e" / "node_modules" / "axe-core" / "axe.min.js"
+PETITION = "/petitions/vadim-kuramshin/"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    need("Chromium (Debian package chromium)")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Live:
+    def __init__(self, base: str, smtp: SmtpServer) -> None:
+        self.base = base
+        self.smtp = smtp
+
+    def confirm_link(self, address: str) -> str:
+        """The confirmation link of the newest e-mail to ``address``, as the signer would click it."""
+        def mine():
+            return [m for m in self.smtp.inbox.messages if m["To"].addresses[0].addr_spec == address]
+
+        deadline = time.monotonic() + 15
+        while not mine():
+            assert time.monotonic() < deadline, f"no e-mail to {address}"
+            time.sleep(0.1)
+        text = mine()[-1].get_body(preferencelist=("plain",)).get_content()
+        return re.search(rf"{re.escape(self.base)}/petitions/[\w-]+/confirm/\S+", text).group(0)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, built_site):
+    """``petition serve`` with the built site, sending mail to a real SMTP server on loopback."""
+    folder = tmp_path_factory.mktemp("live")
+    smtp = SmtpServer()
+    smtp.start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env.update({"PETITION_SITE_DIR": str(built_site), "PETITION_PETITIONS_DIR": str(SHIPPED_PETITIONS),
+                "PETITION_SMTP_URL": smtp.url, "PETITION_COUNT_CACHE_SECONDS": "0"})
+    server = subprocess.Popen([str(Path(sys.executable).with_name("petition")), "serve", "--port", str(port)],
+                              cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(Browser(base), "/api/petitions", server)
+        yield Live(base, smtp)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        smtp.stop()
+
+
+def count_on(page) -> int:
+    number = page.locator("[data-petition-number]").first
+    number.wait_for(state="visible")
+    return int(number.inner_text().replace(",", ""))
+
+
+def csp_errors(page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    return errors
+
+
+def test_read_sign_in_place_confirm_and_see_the_count_rise(chromium, live):
+    page = chromium.new_page()
+    blocked = csp_errors(page)
+    page.goto(live.base + "/")
+    assert count_on(page) >= 0  # the home page's card shows the live count
+    page.get_by_role("link", name="Read the petition").click()
+    page.wait_for_url(f"**{PETITION}")
+    before = count_on(page)
+    form = page.locator("form[data-petition-form]")
+    form.wait_for()
+    page.fill("#name", "Asel Nurlanova")
+    page.fill("#email", "asel@example.org")
+    page.select_option("#country", "KZ")
+    page.get_by_role("button", name="Sign the petition").click()
+    page.get_by_text("Check your e-mail").wait_for()
+    assert page.url == live.base + PETITION  # signed where she read
+    assert page.evaluate("document.activeElement.hasAttribute('data-petition-result')")
+
+    page.goto(live.confirm_link("asel@example.org"))
+    page.get_by_role("button", name="Confirm my signature").click()
+    page.wait_for_url("**/confirmed")
+    page.goto(live.base + PETITION)
+    assert count_on(page) == before + 1
+    assert blocked == []
+    page.close()
+
+
+def test_the_same_with_javascript_off(chromium, live):
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live.base + PETITION)
+    page.locator("[data-petition-sign]").get_by_role("link", name="Sign the petition").click()
+    page.wait_for_url("**/petitions/vadim-kuramshin/sign")
+    before = int(page.locator(".count-number").inner_text().replace(",", ""))
+    page.fill("#name", "Daniyar")
+    page.fill("#email", "daniyar@example.org")
+    page.select_option("#country", "GB")
+    page.get_by_role("button", name="Sign the petition").click()
+    page.wait_for_url("**/thanks")
+    assert page.get_by_role("heading", name="Check your e-mail").is_visible()
+    page.goto(live.confirm_link("daniyar@example.org"))
+    page.get_by_role("button", name="Confirm my signature").click()
+    page.wait_for_url("**/confirmed")
+    assert int(page.locator(".count-number").inner_text().replace(",", "")) == before + 1
+    context.close()
+
+
+def test_invalid_input_shows_errors_with_and_without_javascript(chromium, live):
+    page = chromium.new_page()
+    page.goto(live.base + PETITION)
+    page.locator("form[data-petition-form]").wait_for()
+    page.fill("#email", "not an address")
+    page.get_by_role("button", name="Sign the petition").click()
+    summary = page.locator(".error-summary")
+    summary.wait_for()
+    assert page.url == live.base + PETITION
+    assert summary.get_attribute("role") == "alert"
+    assert page.evaluate("document.activeElement.classList.contains('error-summary')")
+    text = summary.inner_text()
+    assert "Enter your full name." in text and "Enter a valid e-mail address" in text
+    assert page.locator("#email").input_value() == "not an address"  # kept
+    page.close()
+
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live.base + "/petitions/vadim-kuramshin/sign")
+    page.fill("#name", "   ")  # the browser's maxlength stops overlong names; blanks reach the server
+    page.fill("#email", "daniyar@example")
+    page.get_by_role("button", name="Sign the petition").click()
+    summary = page.locator(".error-summary").inner_text()
+    assert "Enter your full name." in summary and "Enter a valid e-mail address" in summary
+    assert page.locator("#name").get_attribute("aria-invalid") == "true"
+    context.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/blog/2014/05/01/vadim-kuramshin-beaten-and-intimidated-in-prison/",
+                                  PETITION, "/petitions/vadim-kuramshin/sign"])
+def test_no_serious_accessibility_violations(chromium, live, path):
+    if not AXE.exists():
+        need("axe-core (python3 tasks.py test runs npm ci in tests/e2e)")
+    context = chromium.new_context(bypass_csp=True)  # axe is injected as an inline script
+    page = context.new_page()
+    page.goto(live.base + path)
+    page.wait_for_load_state("networkidle")
+    page.add_script_tag(path=str(AXE))
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+               for v in results["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], serious
+    context.close()
+
+
+def test_with_the_service_down_the_page_says_so_plainly(chromium, built_site):
+    port = free_port()
+    static = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(built_site)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(Browser(base), "/", static)
+        page = chromium.new_page()
+        page.goto(base + PETITION)
+        page.get_by_text("Signing is unavailable for the moment").wait_for()
+        page.get_by_text("The live count is unavailable for the moment.").wait_for()
+        assert page.locator("form").count() == 1  # only the site's search form, no broken sign form
+        assert page.locator("[data-petition-count]").is_hidden()
+        page.close()
+    finally:
+        static.terminate()
+        static.wait(timeout=10)
+
+
+def test_the_documented_embed_snippet_shows_the_count_on_another_site(chromium, live, tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Showing a petition on another site", 1)[1]
+    snippet = re.search(r"```html\n(.*?)```", section, re.DOTALL).group(1)
+    (tmp_path / "index.html").write_text(
+        "<!doctype html><html lang='en'><title>Friends</title><body>"
+        + snippet.replace("https://campaign.example", live.base) + "</body></html>")
+    port = free_port()
+    other = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                              "--directory", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        origin = f"http://localhost:{port}"  # another origin than the campaign's 127.0.0.1
+        wait_until_serving(Browser(origin), "/", other)
+        page = chromium.new_page()
+        page.goto(origin + "/")
+        line = page.locator("[data-count]")
+        line.wait_for(state="visible")
+        assert re.fullmatch(r"\d[\d,]* people have signed\.", line.inner_text().strip())
+        assert page.get_by_role("link", name=re.compile("Sign: Urgent action")).get_attribute("href") == \
+            live.base + "/petitions/vadim-kuramshin/sign"
+        page.close()
+    finally:
+        other.terminate()
+        other.wait(timeout=10)
