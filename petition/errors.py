@@ -68,7 +68,7 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     # Links in e-mails carry tokens: never pass a URL on to another site (our own needs it for CSRF on HTTPS).
     headers.setdefault("Referrer-Policy", "same-origin")
-    shell = current_app.extensions["petition.shell"]()
+    shell = current_app.extensions["petition.shell"]
     scripts = " ".join(("'self'",) + (shell.script_hashes if shell else ()))  # the site frame's own scripts
     headers.setdefault("Content-Security-Policy",
                        f"default-src 'self'; script-src {scripts}; object-src 'none'; base-uri 'none'; "

@@ -21,7 +21,7 @@ from posixpath import normpath
 from urllib.parse import urljoin, urlsplit
 
 from flask import Flask, request
-from jinja2 import ChoiceLoader, FunctionLoader
+from jinja2 import ChoiceLoader, DictLoader
 
 SHELL = "service-shell/index.html"
 SHELL_URL = "/service-shell/"
@@ -37,7 +37,6 @@ CONFIG_SCRIPT = re.compile(r'(<script id="__config" type="application/json">)(.*
 class Shell:
     template: str  # Jinja source of base.html
     script_hashes: tuple[str, ...]  # CSP sources for the shell's inline scripts
-    mtime: float
 
 
 def wants_fragment() -> bool:
@@ -87,33 +86,18 @@ def convert(html: str) -> tuple[str, tuple[str, ...]]:
 
 def load(site_dir: Path) -> Shell | None:
     path = site_dir / SHELL
-    try:
-        mtime = path.stat().st_mtime
-    except FileNotFoundError:
+    if not path.is_file():
         return None
-    template, hashes = convert(path.read_text(encoding="utf-8"))
-    return Shell(template, hashes, mtime)
+    return Shell(*convert(path.read_text(encoding="utf-8")))
 
 
 def install(app: Flask) -> None:
-    """Serve ``base.html`` from the built site's shell when there is one, re-read when the site is rebuilt."""
-    site_dir = Path(app.config["SITE_DIR"])
-    state: dict[str, Shell | None] = {"shell": load(site_dir)}
+    """Serve ``base.html`` from the built site's frame when there is one.
 
-    def current() -> Shell | None:
-        shell = state["shell"]
-        path = site_dir / SHELL
-        if shell is None or (path.exists() and path.stat().st_mtime != shell.mtime):
-            state["shell"] = shell = load(site_dir)
-        return shell
-
-    def base_template(name: str):
-        if name != "base.html":
-            return None
-        shell = current()
-        if shell is None:
-            return None  # the package's own templates/base.html
-        return shell.template, None, lambda: shell is current()
-
-    app.jinja_loader = ChoiceLoader([FunctionLoader(base_template), app.jinja_loader])
-    app.extensions["petition.shell"] = current
+    Read once at start: after rebuilding the site, reload the service (``systemctl reload petition-web``)
+    so that its pages, and the script hashes their policy allows, follow the new frame together.
+    """
+    shell = load(Path(app.config["SITE_DIR"]))
+    if shell is not None:
+        app.jinja_loader = ChoiceLoader([DictLoader({"base.html": shell.template}), app.jinja_loader])
+    app.extensions["petition.shell"] = shell
