@@ -11,7 +11,7 @@ from flask import Flask, abort, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, errors, inputs, layout, settings
-from .extensions import csrf, db, migrate
+from .extensions import csrf, db, limiter, login_manager, migrate
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -33,6 +33,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token is bound to the session; a signer may read for an hour first
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        RATELIMIT_STORAGE_URI="memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update(config)
     if app.config["TRUSTED_PROXIES"]:  # behind nginx: the client's scheme and host, as nginx saw them
@@ -43,12 +45,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db)
     app.before_request(_refuse_undecodable_forms)  # first: before CSRFProtect parses the form
     csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
 
     from .api import bp as api_bp
+    from .organisers import bp as organisers_bp
     from .visitors import bp as visitors_bp
 
     app.register_blueprint(visitors_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(organisers_bp)
     layout.install(app)
     errors.register(app)
     cli.register(app)

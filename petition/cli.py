@@ -16,12 +16,13 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate import upgrade
 
-from . import catalogue, embedded, mail
+from . import accounts, catalogue, embedded, exports, mail
+from .catalogue import petition_or_404
 from .declarations import DeclarationError
 
 
 def register(app: Flask) -> None:
-    for command in (serve, sync, send_mail):
+    for command in (serve, sync, send_mail, organiser, export):
         app.cli.add_command(command)
 
 
@@ -85,6 +86,136 @@ def serve(host: str, port: int, threads: int) -> None:
         click.echo(f"E-mails: written to {app.config['OUTBOX_DIR']} (set PETITION_SMTP_URL to send them)")
     click.echo(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
     waitress.serve(served, host=host, port=port, threads=threads, ident="petition")
+
+
+@click.group()
+def organiser() -> None:
+    """Organiser accounts: add, reset-password, disable, list."""
+
+
+def _password(generate: bool) -> str:
+    if generate:
+        password = accounts.generate_password()
+        click.echo(f"Password: {password}")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _account_command(action) -> None:
+    try:
+        action()
+    except accounts.AccountError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@organiser.command("add")
+@click.argument("email")
+@click.option("--generate", is_flag=True, help="Generate a password and print it instead of asking for one.")
+@with_appcontext
+def organiser_add(email: str, generate: bool) -> None:
+    """Create an organiser account."""
+    _account_command(lambda: accounts.add(email, _password(generate)))
+    click.echo(f"Organiser {accounts.normalise(email)} added.")
+
+
+@organiser.command("reset-password")
+@click.argument("email")
+@click.option("--generate", is_flag=True, help="Generate a password and print it instead of asking for one.")
+@with_appcontext
+def organiser_reset(email: str, generate: bool) -> None:
+    """Set a new password (and enable the account again)."""
+    _account_command(lambda: accounts.reset_password(email, _password(generate)))
+    click.echo(f"Password of {accounts.normalise(email)} reset.")
+
+
+@organiser.command("disable")
+@click.argument("email")
+@with_appcontext
+def organiser_disable(email: str) -> None:
+    """Stop an organiser from logging in (their open sessions end at once)."""
+    _account_command(lambda: accounts.disable(email))
+    click.echo(f"Organiser {accounts.normalise(email)} disabled.")
+
+
+@organiser.command("list")
+@with_appcontext
+def organiser_list() -> None:
+    """Every organiser, with state and last login."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Organiser
+
+    for account in db.session.scalars(select(Organiser).order_by(Organiser.email)):
+        last = account.last_login_at.strftime("%Y-%m-%d %H:%M") if account.last_login_at else "never"
+        click.echo(f"{account.email}\t{'active' if account.active else 'disabled'}\tlast login {last}")
+
+
+@click.group()
+def export() -> None:
+    """Signer lists and counts to files, for scripts and cron; every export is audited."""
+
+
+def _actor() -> str:
+    import getpass
+
+    return f"command line ({getpass.getuser()})"
+
+
+def _petition(slug: str):
+    from werkzeug.exceptions import NotFound
+
+    try:
+        return petition_or_404(slug)
+    except NotFound:
+        raise click.ClickException(f"no petition '{slug}'") from None
+
+
+@export.command("signatures")
+@click.argument("slug")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True)
+@click.option("--status", type=click.Choice(["confirmed", "all"]), default="confirmed", show_default=True)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Signed on or after (YYYY-MM-DD).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Signed on or before (YYYY-MM-DD).")
+@click.option("--country", help="ISO 3166 alpha-2 code, e.g. KZ.")
+@click.option("--updates-only", is_flag=True, help="Only signers who asked to be kept informed.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
+@with_appcontext
+def export_signatures(slug, fmt, status, since, until, country, updates_only, output) -> None:
+    """Write a petition's signer list to a file."""
+    petition = _petition(slug)
+    filters = exports.Filters(status=status, since=since.date() if since else None,
+                              until=until.date() if until else None,
+                              country=country.upper() if country else None, updates_only=updates_only)
+    log_id = exports.begin(_actor(), petition, "signatures", fmt, filters.as_dict())
+    chunks = (exports.csv_chunks if fmt == "csv" else exports.xlsx_chunks)(petition, filters, log_id)
+    with open(output, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    from .extensions import db
+    from .models import ExportLog
+
+    click.echo(f"{db.session.get(ExportLog, log_id).rows} signatures written to {output}")
+
+
+@export.command("counts")
+@click.argument("slug")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Default: standard output.")
+@with_appcontext
+def export_counts(slug, fmt, output) -> None:
+    """Counts per day, country and status (pending and held included)."""
+    import json
+
+    petition = _petition(slug)
+    rows = exports.counts_by_day_country_status(petition)
+    exports.finish(exports.begin(_actor(), petition, "counts", fmt, {}), len(rows))
+    text = exports.counts_csv(rows) if fmt == "csv" else json.dumps(exports.counts_json(petition, rows), indent=2)
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    else:
+        click.echo(text, nl=False)
 
 
 def _create_app() -> Flask:

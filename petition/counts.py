@@ -9,13 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from datetime import time as clock_time
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from .extensions import db
-from .models import CONFIRMED, Petition, Signature
+from .models import CONFIRMED, HELD, PENDING, Petition, Signature, utcnow
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,29 @@ def summary(petition: Petition) -> dict:
         "closes_at": petition.closes_on.isoformat(),
         "by_country": counts.by_country,
     }
+
+
+def by_status(petition_id: int) -> dict[str, dict[str, int]]:
+    """For organisers: confirmed, pending and held signatures, in total and today (UTC)."""
+    start = datetime.combine(utcnow().date(), clock_time.min)
+    empty = {CONFIRMED: 0, PENDING: 0, HELD: 0}
+    total = dict(empty)
+    total.update(db.session.execute(
+        select(Signature.status, func.count()).where(Signature.petition_id == petition_id)
+        .group_by(Signature.status)).all())
+    today = dict(empty)
+    today.update(db.session.execute(
+        select(Signature.status, func.count())
+        .where(Signature.petition_id == petition_id,
+               or_(and_(Signature.status == CONFIRMED, Signature.confirmed_at >= start),
+                   and_(Signature.status != CONFIRMED, Signature.created_at >= start)))
+        .group_by(Signature.status)).all())
+    return {"total": total, "today": today}
+
+
+def confirmed_per_day(petition_id: int) -> list[tuple[date, int]]:
+    """Confirmed signatures per day of confirmation (UTC), oldest first."""
+    per_day: dict[str, int] = {}
+    for day, _, number in confirmed_by_country_and_day(petition_id):
+        per_day[day] = per_day.get(day, 0) + number
+    return [(date.fromisoformat(day), number) for day, number in per_day.items()]

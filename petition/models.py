@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -37,10 +38,14 @@ class Petition(db.Model):
     opens_on: Mapped[date]
     closes_on: Mapped[date]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when an organiser closes the petition before its closing date; cleared when reopened.
+    closed_early_at: Mapped[datetime | None]
 
     def state(self, today: date | None = None) -> str:
-        """'open', 'not_open' (before its first day) or 'closed' (after its last day)."""
+        """'open', 'not_open' (before its first day) or 'closed' (after its last day, or closed early)."""
         today = today or utcnow().date()
+        if self.closed_early_at is not None:
+            return "closed"
         if today < self.opens_on:
             return "not_open"
         if today > self.closes_on:
@@ -97,3 +102,37 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(String(500))
 
     signature: Mapped[Signature] = relationship()
+
+
+class Organiser(UserMixin, db.Model):
+    """Someone who may log in to see counts and signer lists. Created from the command line only."""
+
+    __tablename__ = "organiser"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: a disabled organiser is logged out at the next request
+        return self.active
+
+
+class ExportLog(db.Model):
+    """Who took which signer list or counts, with which filters, how many rows, and when."""
+
+    __tablename__ = "export_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(300))  # an organiser's e-mail, or "command line (user)"
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petition.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # signatures | counts
+    format: Mapped[str] = mapped_column(String(10))
+    filters: Mapped[dict] = mapped_column(JSON, default=dict)
+    rows: Mapped[int | None]  # None while the download runs, or when it was broken off
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    petition: Mapped[Petition] = relationship()

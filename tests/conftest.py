@@ -162,7 +162,8 @@ def app(tmp_path: Path, database_url: str, petitions_dir: Path):
     yield app
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
-            db.session.execute(text("TRUNCATE outbox, signature, petition RESTART IDENTITY CASCADE"))
+            tables = ", ".join(db.metadata.tables)
+            db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
         db.session.remove()
         db.engine.dispose()

@@ -111,6 +111,8 @@ http {{
         assert headers["X-Content-Type-Options"] == "nosniff"
         status, _, page = browser.request("/petitions/vadim-kuramshin/")
         assert status == 200 and 'data-petition-sign="/petitions/vadim-kuramshin/sign"' in page
+        status, headers, _ = browser.request("/organisers/")
+        assert status == 302 and "/organisers/login" in headers["Location"]  # the service's, and closed
         status, _, missing = browser.request("/no/such/page/")
         assert status == 404 and "Page not found" in missing
 

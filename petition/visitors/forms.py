@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import pycountry
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, SelectField, StringField, TextAreaField
 from wtforms.fields import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, StopValidation
 
 from .. import emails, inputs
-
-COUNTRIES: list[tuple[str, str]] = sorted(
-    ((c.alpha_2, getattr(c, "common_name", c.name)) for c in pycountry.countries),
-    key=lambda pair: pair[1],
-)
-COUNTRY_NAMES = dict(COUNTRIES)
+from ..countries import COUNTRIES
+from ..countries import NAMES as COUNTRY_NAMES
 
 
 class Clean:

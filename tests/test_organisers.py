@@ -1,0 +1,399 @@
+"""Organisers: accounts from the command line, login, the dashboard, audited signer lists and counts,
+care work, the delivery report, and nothing of it reachable without logging in."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+from datetime import datetime, timedelta
+
+import pytest
+from flask import url_for
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from petition import accounts
+from petition.extensions import db
+from petition.models import (CONFIRMED, HELD, PENDING, ExportLog, OutboxMessage, Organiser, Petition,
+                             Signature, utcnow)
+
+from conftest import csrf_token, need
+
+PASSWORD = "correct horse battery staple"
+SIGNERS = [
+    # name, email, country, status, public, updates, days ago
+    ("Вадим Курамшин", "vadim@example.org", "KZ", CONFIRMED, True, True, 0),
+    ("=HYPERLINK(\"http://evil.example\")", "formula@example.org", "GB", CONFIRMED, False, False, 1),
+    ("Ainur Kurmanov", "ainur@example.org", "KZ", CONFIRMED, False, True, 5),
+    ("Pending Person", "pending@example.org", "DE", PENDING, True, True, 0),
+    ("Held Person", "held@example.org", "RU", HELD, False, False, 0),
+]
+
+
+@pytest.fixture
+def seeded(app):
+    with app.app_context():
+        petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        now = utcnow()
+        for name, email, country, status, public, updates, ago in SIGNERS:
+            when = now - timedelta(days=ago)
+            db.session.add(Signature(
+                petition_id=petition.id, name=name, email=email, email_canonical=email, country=country,
+                postcode="-1 Secret St", comment="@SUM(1+1)", status=status, public=public, updates=updates,
+                created_at=when, confirmed_at=when if status == CONFIRMED else None))
+        db.session.commit()
+    return app
+
+
+@pytest.fixture
+def organiser(app):
+    with app.app_context():
+        accounts.add("Organiser@Example.org", PASSWORD)
+    return "organiser@example.org"
+
+
+def log_in(client, email: str, password: str = PASSWORD):
+    token = csrf_token(client, "/organisers/login")
+    return client.post("/organisers/login", data={"csrf_token": token, "email": email, "password": password})
+
+
+@pytest.fixture
+def office(client, organiser, seeded):
+    """A client logged in as an organiser, with signatures in the database."""
+    assert log_in(client, organiser).status_code == 303
+    return client
+
+
+def action(client, path: str, **data):
+    token = csrf_token(client, "/organisers/")
+    return client.post(path, data={"csrf_token": token, **data})
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def test_accounts_from_the_command_line(app, runner):
+    result = runner.invoke(args=["organiser", "add", "amina@example.org", "--generate"])
+    assert result.exit_code == 0, result.output
+    password = re.search(r"Password: (\S+)", result.output).group(1)
+    assert len(password) >= 20
+    result = runner.invoke(args=["organiser", "add", "bolat@example.org"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0 and "Organiser bolat@example.org added." in result.output
+    assert "already an organiser" in runner.invoke(args=["organiser", "add", "AMINA@example.org", "--generate"]).output
+    assert "at least 12 characters" in runner.invoke(args=["organiser", "add", "c@example.org"],
+                                                     input="short\nshort\n").output
+    with app.app_context():
+        stored = db.session.scalar(select(Organiser).where(Organiser.email == "amina@example.org"))
+        assert stored.password_hash.startswith("scrypt:") and password not in stored.password_hash
+    runner.invoke(args=["organiser", "disable", "bolat@example.org"])
+    listing = runner.invoke(args=["organiser", "list"]).output
+    assert "amina@example.org\tactive\tlast login never" in listing
+    assert "bolat@example.org\tdisabled" in listing
+    result = runner.invoke(args=["organiser", "reset-password", "bolat@example.org", "--generate"])
+    assert result.exit_code == 0 and "Password: " in result.output
+    assert "bolat@example.org\tactive" in runner.invoke(args=["organiser", "list"]).output
+    assert runner.invoke(args=["organiser", "disable", "nobody@example.org"]).exit_code == 1
+
+
+def test_a_wrong_password_and_an_unknown_address_get_the_same_answer(client, organiser):
+    wrong = log_in(client, organiser, "not the password at all")
+    unknown = log_in(client, "nobody@example.org")
+    assert wrong.status_code == unknown.status_code == 401
+    strip = lambda r: re.sub(r'value="[^"]+"', "", r.get_data(as_text=True))  # noqa: E731 - tokens differ
+    assert strip(wrong) == strip(unknown)
+    assert "The e-mail address or the password is not right." in wrong.get_data(as_text=True)
+
+
+def test_login_needs_csrf_and_sets_a_safe_session_cookie(client, organiser):
+    refused = client.post("/organisers/login", data={"email": organiser, "password": PASSWORD})
+    assert refused.status_code == 400
+    response = log_in(client, organiser)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/organisers/")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_login_never_redirects_elsewhere(client, organiser):
+    token = csrf_token(client, "/organisers/login")
+    response = client.post("/organisers/login?next=https://evil.example/", data={
+        "csrf_token": token, "email": organiser, "password": PASSWORD})
+    assert response.headers["Location"].endswith("/organisers/")
+    assert "evil" not in response.headers["Location"]
+
+
+def test_login_is_rate_limited(client, organiser):
+    statuses = [log_in(client, organiser, "wrong password number x").status_code for _ in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    limited = log_in(client, organiser)
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+
+
+def test_a_disabled_organiser_is_logged_out_at_once(app, office, organiser, runner):
+    assert office.get("/organisers/").status_code == 200
+    runner.invoke(args=["organiser", "disable", organiser])
+    response = office.get("/organisers/")
+    assert response.status_code == 302 and "/organisers/login" in response.headers["Location"]
+
+
+def test_logout(office):
+    assert action(office, "/organisers/logout").status_code == 303
+    assert office.get("/organisers/").status_code == 302
+
+
+# ---------------------------------------------------------------- nothing without logging in
+
+
+SAMPLES = {"slug": "vadim-kuramshin", "token": "not-a-token", "signature_id": 1, "fmt": "csv",
+           "filename": "petition.css"}
+
+
+def sample_url(app, rule) -> str:
+    with app.test_request_context():
+        return url_for(rule.endpoint, **{name: SAMPLES[name] for name in rule.arguments})
+
+
+def test_an_anonymous_visitor_reaches_no_organiser_page_and_no_personal_data(app, seeded, client):
+    personal = [s[0] for s in SIGNERS] + [s[1] for s in SIGNERS] + ["Secret St", "SUM(1+1)"]
+    walked = 0
+    for rule in app.url_map.iter_rules():
+        url = sample_url(app, rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(url, method=method)
+            body = response.get_data(as_text=True)
+            walked += 1
+            if rule.endpoint.startswith("organisers.") and rule.endpoint != "organisers.login":
+                assert response.status_code in (302, 400), (method, url, response.status_code)
+                if response.status_code == 302:
+                    assert "/organisers/login" in response.headers["Location"], url
+            for secret in personal:
+                assert secret not in body, (method, url, secret)
+    assert walked >= 25
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def test_the_dashboard_counts_and_charts(office):
+    html = office.get("/organisers/").get_data(as_text=True)
+    assert "Urgent action for Vadim Kuramshin" in html
+    assert "<td>3 (1)</td>" in html  # confirmed in total (today)
+    assert "<td>1 (1)</td>" in html  # pending, and held
+    page = office.get("/organisers/petitions/vadim-kuramshin").get_data(as_text=True)
+    assert '<svg class="chart"' in page and 'role="img"' in page
+    assert "<title id=\"chart-title\">Confirmed signatures per day" in page
+    assert re.search(r"<desc id=\"chart-desc\">3 signatures from .*; the most, 1, on", page)
+    assert "Kazakhstan</td><td>2</td>" in page
+    assert "Held Person" in page  # held for review
+
+
+# ---------------------------------------------------------------- signer lists
+
+
+def rows_of_csv(response) -> list[list[str]]:
+    raw = response.get_data()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the BOM: spreadsheet programs then read UTF-8
+    return list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+
+
+def test_csv_signer_list_is_excel_friendly_neutralised_and_audited(app, office, organiser):
+    response = office.get("/organisers/petitions/vadim-kuramshin/signatures.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    assert b"\r\n" in response.get_data()
+    rows = rows_of_csv(response)
+    assert rows[0][:3] == ["Name", "E-mail", "Country"]
+    names = [row[0] for row in rows[1:]]
+    assert names == ["Вадим Курамшин", "'=HYPERLINK(\"http://evil.example\")", "Ainur Kurmanov"]
+    assert {row[4] for row in rows[1:]} == {"'-1 Secret St"} and {row[5] for row in rows[1:]} == {"'@SUM(1+1)"}
+    for row in rows[1:]:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row), row
+    with app.app_context():
+        [entry] = db.session.scalars(select(ExportLog)).all()
+        assert (entry.actor, entry.kind, entry.format, entry.rows) == (organiser, "signatures", "csv", 3)
+        assert entry.filters == {"status": "confirmed"}
+    assert organiser in office.get("/organisers/").get_data(as_text=True)  # on the dashboard's log
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("status=all", 5),
+    ("status=confirmed&country=KZ", 2),
+    ("status=all&updates=y", 3),
+    (f"since={(datetime.utcnow() - timedelta(days=2)).date()}", 2),
+    (f"until={(datetime.utcnow() - timedelta(days=3)).date()}", 1),
+])
+def test_filters_choose_the_rows(office, query, expected):
+    rows = rows_of_csv(office.get(f"/organisers/petitions/vadim-kuramshin/signatures.csv?{query}"))
+    assert len(rows) - 1 == expected
+
+
+def test_bad_filters_are_a_clear_400(office):
+    response = office.get("/organisers/petitions/vadim-kuramshin/signatures.csv?since=2026-05-01&until=2026-01-01")
+    assert response.status_code == 400 and "The end date is before the start date." in response.get_data(as_text=True)
+    assert office.get("/organisers/petitions/vadim-kuramshin/signatures.csv?country=XX").status_code == 400
+    assert office.get("/organisers/petitions/vadim-kuramshin/signatures.pdf").status_code == 404
+
+
+def test_xlsx_signer_list(office):
+    response = office.get("/organisers/petitions/vadim-kuramshin/signatures.xlsx?status=all")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.get_data()), read_only=True).active
+    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    assert len(rows) == 6 and rows[0][0] == "Name"
+    assert rows[1][0] == "Вадим Курамшин" and rows[2][0].startswith("'=")
+    assert isinstance(rows[1][9], datetime)  # real dates, sortable in the spreadsheet
+
+
+def test_organiser_counts_include_pending_and_held(office):
+    body = office.get("/organisers/petitions/vadim-kuramshin/counts.json").json
+    assert body["by_country"]["KZ"] == {"confirmed": 2, "pending": 0, "held": 0}
+    assert body["by_country"]["DE"]["pending"] == 1 and body["by_country"]["RU"]["held"] == 1
+    rows = list(csv.reader(io.StringIO(
+        office.get("/organisers/petitions/vadim-kuramshin/counts.csv").get_data(as_text=True))))
+    assert rows[0] == ["day", "country", "status", "signatures"]
+    assert sum(int(r[3]) for r in rows[1:]) == 5
+    assert "Вадим" not in json.dumps(body)
+
+
+def test_exports_from_the_command_line_are_audited(app, seeded, runner, tmp_path):
+    target = tmp_path / "list.xlsx"
+    result = runner.invoke(args=["export", "signatures", "vadim-kuramshin", "--format", "xlsx", "--status", "all",
+                                 "--country", "kz", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "2 signatures written" in result.output
+    assert len(list(load_workbook(target, read_only=True).active.iter_rows())) == 3
+    result = runner.invoke(args=["export", "counts", "vadim-kuramshin", "--format", "json"])
+    assert json.loads(result.output)["slug"] == "vadim-kuramshin"
+    assert runner.invoke(args=["export", "counts", "nope"]).exit_code == 1
+    with app.app_context():
+        log = db.session.scalars(select(ExportLog).order_by(ExportLog.id)).all()
+        assert [(e.kind, e.format, e.rows) for e in log] == [("signatures", "xlsx", 2), ("counts", "json", 5)]
+        assert all(e.actor.startswith("command line (") for e in log)
+        assert log[0].filters == {"status": "all", "country": "KZ"}
+
+
+# ---------------------------------------------------------------- care work
+
+
+def test_close_and_reopen_early(office):
+    assert action(office, "/organisers/petitions/vadim-kuramshin/close").status_code == 303
+    assert office.get("/petitions/vadim-kuramshin/sign").status_code == 410
+    assert office.get("/api/petitions/vadim-kuramshin").json["is_open"] is False
+    assert action(office, "/organisers/petitions/vadim-kuramshin/reopen").status_code == 303
+    assert office.get("/petitions/vadim-kuramshin/sign").status_code == 200
+    assert office.post("/organisers/petitions/vadim-kuramshin/close").status_code == 400  # no CSRF token
+
+
+def test_find_a_signer_by_email_and_erase(app, office):
+    found = action(office, "/organisers/signatures", email="  VADIM@example.org ")
+    html = found.get_data(as_text=True)
+    assert "1 signature found" in html and "Вадим Курамшин" in html
+    with app.app_context():
+        signature_id = db.session.scalar(select(Signature.id).where(Signature.email == "vadim@example.org"))
+    assert action(office, f"/organisers/signatures/{signature_id}/erase", back="find").status_code == 303
+    with app.app_context():
+        assert db.session.get(Signature, signature_id) is None
+    assert "0 signatures found" in action(office, "/organisers/signatures", email="vadim@example.org").get_data(as_text=True)
+
+
+def test_review_held_signatures(app, office):
+    with app.app_context():
+        held_id = db.session.scalar(select(Signature.id).where(Signature.status == HELD))
+        db.session.add(Signature(petition_id=1, name="Another", email="x@example.org", email_canonical="x@example.org",
+                                 country="FR", status=HELD))
+        db.session.commit()
+        other_id = db.session.scalar(select(Signature.id).where(Signature.email == "x@example.org"))
+    assert action(office, f"/organisers/signatures/{held_id}/accept").status_code == 303
+    assert action(office, f"/organisers/signatures/{other_id}/discard").status_code == 303
+    with app.app_context():
+        assert db.session.get(Signature, held_id).status == PENDING
+        assert db.session.scalars(select(OutboxMessage.kind).where(OutboxMessage.signature_id == held_id)).all() == ["confirm"]
+        assert db.session.get(Signature, other_id) is None
+
+
+def test_the_delivery_report_names_only_those_who_chose_so(office):
+    response = office.get("/organisers/petitions/vadim-kuramshin/report")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "To: The President and the Prosecutor General" in html and "Release Vadim Kuramshin" in html
+    assert "<strong>3</strong> people have signed" in html
+    assert "Kazakhstan</td><td>2</td>" in html
+    assert "Вадим Курамшин" in html  # confirmed and public
+    assert "Ainur Kurmanov" not in html and "Pending Person" not in html  # not public; not confirmed
+    assert "report.css" in html and "@media print" in (office.get("/static/report.css").get_data(as_text=True))
+
+
+# ---------------------------------------------------------------- a real spreadsheet program
+
+
+def libreoffice(source, target_dir, convert_to: str, infilter: str | None = None):
+    binary = shutil.which("soffice") or shutil.which("libreoffice")
+    if binary is None:
+        need("LibreOffice (Debian package libreoffice-calc-nogui)")
+    command = [binary, "--headless", f"-env:UserInstallation=file://{target_dir / 'profile'}",
+               "--convert-to", convert_to, "--outdir", str(target_dir), str(source)]
+    if infilter:
+        command[2:2] = [f"--infilter={infilter}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_csv_and_xlsx_open_correctly_in_libreoffice(office, tmp_path):
+    """Both downloads go through LibreOffice Calc and come out with every name and row intact.
+
+    LibreOffice 7.4 converting headless does not read the CSV's byte-order mark, so the test states the
+    character set, as a person does in Calc's Text Import dialog (Excel reads the mark by itself).
+    """
+    (tmp_path / "list.csv").write_bytes(office.get(
+        "/organisers/petitions/vadim-kuramshin/signatures.csv?status=all").get_data())
+    libreoffice(tmp_path / "list.csv", tmp_path / "from-csv", "xlsx", infilter="CSV:44,34,76,1")
+    sheet = load_workbook(tmp_path / "from-csv" / "list.xlsx").active
+    rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert len(rows) == 1 + len(SIGNERS)
+    assert {row[0] for row in rows[1:]} == {"Вадим Курамшин", "'=HYPERLINK(\"http://evil.example\")",
+                                            "Ainur Kurmanov", "Pending Person", "Held Person"}
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)  # no formula anywhere
+
+    (tmp_path / "list.xlsx").write_bytes(office.get(
+        "/organisers/petitions/vadim-kuramshin/signatures.xlsx?status=all").get_data())
+    libreoffice(tmp_path / "list.xlsx", tmp_path / "from-xlsx", "csv:Text - txt - csv (StarCalc):44,34,76")
+    text = (tmp_path / "from-xlsx" / "list.csv").read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(rows) == 1 + len(SIGNERS)
+    assert rows[1][0] == "Вадим Курамшин" and rows[2][0] == "'=HYPERLINK(\"http://evil.example\")"
+    assert rows[1][2] == "Kazakhstan"
+
+
+@pytest.mark.slow
+def test_a_signer_list_streams_in_constant_memory(app):
+    """Python's allocations while streaming 20,000 rows stay within a little of those for 2,000."""
+    import tracemalloc
+
+    from petition import exports
+
+    with app.app_context():
+        small, large = (db.session.scalar(select(Petition).where(Petition.slug == slug))
+                        for slug in ("closed-one", "vadim-kuramshin"))
+        for petition, count in ((small, 2_000), (large, 20_000)):
+            db.session.execute(Signature.__table__.insert(), [
+                {"petition_id": petition.id, "name": f"Signer {n} Курамшин", "email": f"s{n}@example.org",
+                 "email_canonical": f"s{n}@example.org", "country": "KZ", "postcode": "", "comment": "",
+                 "public": False, "updates": False, "status": CONFIRMED, "created_at": utcnow(),
+                 "confirmed_at": utcnow(), "nonce": "0", "mails_sent": 1} for n in range(count)])
+        db.session.commit()
+
+        def peak(petition: Petition) -> tuple[int, int]:
+            log_id = exports.begin("test", petition, "signatures", "csv", {})
+            tracemalloc.start()
+            size = sum(len(chunk) for chunk in exports.csv_chunks(petition, exports.Filters(), log_id))
+            top = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            return size, top
+
+        (small_size, small_peak), (large_size, large_peak) = peak(small), peak(large)
+    assert large_size > 9 * small_size  # ten times the rows really went out
+    assert large_peak < small_peak * 1.5 + 256 * 1024, (small_peak, large_peak)
