@@ -35,7 +35,7 @@ def per_day(series: list[tuple[date, int]], title: str, until: date | None = Non
         bars.append(f'<rect x="{x:.1f}" y="{MARGIN + plot_height - height:.1f}" width="{max(step - 1, 1):.1f}" '
                     f'height="{height:.1f}"><title>{day:%-d %b %Y}: {count:,}</title></rect>')
     svg = (
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
+        f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
         f'xmlns="http://www.w3.org/2000/svg">'
         f'<title id="chart-title">{escape(title)}</title><desc id="chart-desc">{escape(description)}</desc>'
         f'<line x1="{MARGIN}" y1="{MARGIN + plot_height}" x2="{WIDTH - MARGIN}" y2="{MARGIN + plot_height}" class="axis"/>'
