@@ -33,7 +33,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token is bound to the session; a signer may read for an hour first
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
-        RATELIMIT_STORAGE_URI="memory://",
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update(config)

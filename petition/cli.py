@@ -22,7 +22,7 @@ from .declarations import DeclarationError
 
 
 def register(app: Flask) -> None:
-    for command in (serve, sync, send_mail, organiser, export):
+    for command in (serve, sync, send_mail, organiser, export, purge, backup, restore):
         app.cli.add_command(command)
 
 
@@ -216,6 +216,55 @@ def export_counts(slug, fmt, output) -> None:
             handle.write(text)
     else:
         click.echo(text, nl=False)
+
+
+@click.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only say how many signatures would be anonymised.")
+@with_appcontext
+def purge(dry_run: bool) -> None:
+    """Anonymise signatures PETITION_RETENTION_DAYS after their petition closed (counts stay exact)."""
+    from . import purge as purging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    days = current_app.config["RETENTION_DAYS"]
+    report = purging.purge(days, dry_run=dry_run)
+    verb = "would be anonymised" if dry_run else "anonymised"
+    for slug, rows in report.items():
+        click.echo(f"{slug}: {rows} signatures {verb}")
+    if not report:
+        click.echo(f"No petition closed more than {days} days ago.")
+
+
+@click.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def backup(target: Path) -> None:
+    """Write a consistent online copy of the SQLite database to TARGET."""
+    from . import backup as backups
+
+    try:
+        signatures = backups.backup(target)
+    except backups.BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Backed up {signatures} signatures to {target}")
+
+
+@click.command("restore")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def restore(source: Path, yes: bool) -> None:
+    """Replace the SQLite database with the backup SOURCE (checked first)."""
+    from . import backup as backups
+
+    try:
+        signatures = backups.check(source)
+        if not yes:
+            click.confirm(f"Replace the live database with {source} ({signatures} signatures)?", abort=True)
+        backups.restore(source)
+    except backups.BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Restored {signatures} signatures from {source}")
 
 
 def _create_app() -> Flask:

@@ -6,8 +6,11 @@ import logging
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .extensions import db
 from .layout import wants_fragment
 
 log = logging.getLogger(__name__)
@@ -17,11 +20,16 @@ MESSAGES = {
     404: "There is nothing at this address.",
     405: "This page cannot be used that way.",
     413: "What you sent is too large. Please shorten it and try again.",
+    429: "Too many signatures have come from your network in a short time. Please wait a while and try again.",
+    503: "The petition service is busy for a moment. Nothing is lost: please try again in a minute.",
 }
+DATABASE_RETRY_AFTER = 30  # seconds
 
 
 def register(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(SQLAlchemyTimeout, _database_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.after_request(_security_headers)
@@ -52,6 +60,18 @@ def _http_error(error: HTTPException):
     for header in ("Allow", "Retry-After"):  # keep what the exception says to clients
         if header in error.get_response().headers:
             response.headers[header] = error.get_response().headers[header]
+    return response
+
+
+def _database_unavailable(error: Exception):
+    """Busy, locked or briefly unreachable: a 503 that says when to come back, never a trace."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(error).__name__)
+    try:
+        db.session.rollback()
+    except Exception:  # the connection itself may be gone
+        pass
+    response = _render(503, "Service busy", MESSAGES[503])
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
     return response
 
 

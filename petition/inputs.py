@@ -13,6 +13,10 @@ from urllib.parse import parse_qsl
 # Bidirectional embeddings, overrides and isolates can make a name display as something else.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 NEWLINES = re.compile(r"\r\n?")
+# Something a browser could read as a tag; no name, town or comment needs one.
+MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
+# What a spreadsheet could run as a formula if the text led a cell.
+FORMULA_START = ("=", "+", "-", "@")
 
 
 class InvalidText(ValueError):
@@ -34,7 +38,12 @@ def clean(value: str | None, *, multiline: bool = False) -> str:
         category = unicodedata.category(char)
         if category in ("Cc", "Cs", "Co") or char in BIDI_CONTROLS:
             raise InvalidText(f"contains an invisible control character (U+{ord(char):04X}); please remove it")
-    return text.strip()
+    text = text.strip()
+    if MARKUP.search(text):
+        raise InvalidText("cannot contain HTML tags (text between < and >)")
+    if text.startswith(FORMULA_START):
+        raise InvalidText("cannot start with =, +, - or @")
+    return text
 
 
 def undecodable_form(body: bytes) -> bool:

@@ -82,6 +82,10 @@ class Signature(db.Model):
     # Part of every link token: a link stays bound to this row even if a withdrawn row's id is reused.
     nonce: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(8))
     mails_sent: Mapped[int] = mapped_column(default=0)
+    # The sender's address, only as a keyed hash: enough to see a flood, useless to identify anyone.
+    ip_hash: Mapped[str | None] = mapped_column(String(32))
+    # Set by `petition purge`: personal data erased, country and dates kept for the counts.
+    purged_at: Mapped[datetime | None]
 
     petition: Mapped[Petition] = relationship()
 

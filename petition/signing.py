@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import mail
 from .extensions import db
-from .models import CONFIRMED, PENDING, OutboxMessage, Petition, Signature, utcnow
+from .models import CONFIRMED, HELD, PENDING, OutboxMessage, Petition, Signature, utcnow
 
 
 @dataclass(frozen=True)
@@ -31,22 +31,30 @@ class Submission:
     comment: str = ""
     public: bool = False
     updates: bool = False
+    ip_hash: str | None = None
+    held: bool = False  # over the soft limit, or a bot's: stored for review, not counted, no e-mail
 
 
 def sign(petition: Petition, submission: Submission) -> None:
     """Record a signature (or a repeat) and queue the e-mail it warrants; answers nothing on purpose."""
     petition_id = petition.id
-    signature = Signature(petition_id=petition_id, status=PENDING, mails_sent=1, **asdict(submission))
+    fields = asdict(submission)
+    held = fields.pop("held")
+    signature = Signature(petition_id=petition_id, status=HELD if held else PENDING, mails_sent=0 if held else 1,
+                          **fields)
     db.session.add(signature)
     try:
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        _repeat(petition_id, submission.email_canonical)
+        if not held:
+            _repeat(petition_id, submission.email_canonical)
         return
-    db.session.add(OutboxMessage(signature_id=signature.id, kind=mail.CONFIRM))
+    if not held:
+        db.session.add(OutboxMessage(signature_id=signature.id, kind=mail.CONFIRM))
     db.session.commit()
-    mail.wake_sender()
+    if not held:
+        mail.wake_sender()
 
 
 def _repeat(petition_id: int, email_canonical: str) -> None:
@@ -64,6 +72,9 @@ def _repeat(petition_id: int, email_canonical: str) -> None:
         .returning(Signature.id, Signature.status)
     ).first()
     if row is None:  # cap reached, or the first signature was withdrawn meanwhile
+        db.session.rollback()
+        return
+    if row.status == HELD:  # waiting for an organiser: no mail until accepted
         db.session.rollback()
         return
     kind = mail.CONFIRM if row.status == PENDING else mail.ALREADY_SIGNED

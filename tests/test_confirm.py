@@ -95,12 +95,12 @@ def test_an_expired_link_says_so(app, client, monkeypatch):
 
 
 def test_manage_shows_what_is_stored_and_withdraw_deletes_it(app, client):
-    signature = signed_up(app, client, comment="Free him <now>", updates="y")
+    signature = signed_up(app, client, comment="Free him & all > now", updates="y")
     path = link(app, signature, tokens.MANAGE)
     page = client.get(path)
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
-    for shown in ("Вадим Курамшин", "supporter@example.org", "Kazakhstan", "Astana", "Free him &lt;now&gt;"):
+    for shown in ("Вадим Курамшин", "supporter@example.org", "Kazakhstan", "Astana", "Free him &amp; all &gt; now"):
         assert shown in html
     response = press(client, path)
     assert response.status_code == 303 and response.headers["Location"].endswith("/withdrawn")

@@ -14,6 +14,7 @@ from ..catalogue import petition_or_404
 from ..extensions import db
 from ..models import Petition
 from . import bp
+from .openapi import SPEC
 
 
 @bp.after_request
@@ -32,6 +33,11 @@ def cacheable(response: Response) -> Response:
     response.add_etag()
     return response.make_conditional(request)
 
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return cacheable(jsonify(SPEC))
 
 
 @bp.get("/petitions")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import redirect, render_template, url_for
+from flask import redirect, render_template, request, url_for
 
-from .. import counts, signing, tokens
+from .. import abuse, counts, signing, tokens
 from ..catalogue import petition_or_404
+from ..extensions import limiter
 from ..layout import wants_fragment
 from ..models import PENDING, Petition
 from . import bp
@@ -28,6 +29,7 @@ def render_petition_page(template: str, petition: Petition, status: int = 200, f
 
 
 @bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])
+@limiter.limit(abuse.hard_limit, methods=["POST"], key_func=abuse.per_sender_and_petition)
 def sign(slug: str):
     petition = petition_or_404(slug)
     state = petition.state()
@@ -36,6 +38,7 @@ def sign(slug: str):
                                     state=state)
     form = SignForm()
     if form.validate_on_submit():
+        held = abuse.looks_automated(request.form) or abuse.over_soft_limit(slug)
         signing.sign(petition, signing.Submission(
             name=form.name.data,
             email=form.email.data,
@@ -45,6 +48,8 @@ def sign(slug: str):
             comment=form.comment.data,
             public=form.public.data,
             updates=form.updates.data,
+            ip_hash=abuse.ip_hash(),
+            held=held,
         ))
         return redirect(url_for(".thanks", slug=slug), code=303)
     status = 422 if form.errors else 200

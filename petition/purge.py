@@ -1,0 +1,53 @@
+"""The end of the privacy lifecycle: a set time after a petition closes, its signers' personal data goes.
+
+A purged signature keeps only what the counts need (petition, country, status and dates), so per-country and
+per-day counts stay exact for ever. Purging again changes nothing. Run ``petition purge`` daily.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+from sqlalchemy import String, cast, delete, func, literal, select, update
+
+from .extensions import db
+from .models import OutboxMessage, Petition, Signature, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def closed_on(petition: Petition) -> date:
+    """The last signing day: the declared one, or the day an organiser closed it early."""
+    if petition.closed_early_at is not None:
+        return min(petition.closes_on, petition.closed_early_at.date())
+    return petition.closes_on
+
+
+def due(retention_days: int, today: date | None = None) -> list[Petition]:
+    today = today or utcnow().date()
+    petitions = db.session.scalars(select(Petition)).all()
+    return [p for p in petitions if closed_on(p) + timedelta(days=retention_days) < today]
+
+
+def purge(retention_days: int, today: date | None = None, dry_run: bool = False) -> dict[str, int]:
+    """Anonymise the signatures of every petition past its retention; return rows purged per slug."""
+    report: dict[str, int] = {}
+    for petition in due(retention_days, today):
+        remaining = (Signature.petition_id == petition.id) & Signature.purged_at.is_(None)
+        if dry_run:
+            report[petition.slug] = db.session.scalar(select(func.count()).where(remaining))
+            continue
+        # Unsent e-mails of these signers go first: they would carry the data being erased.
+        db.session.execute(delete(OutboxMessage).where(
+            OutboxMessage.signature_id.in_(select(Signature.id).where(remaining))))
+        result = db.session.execute(
+            update(Signature).where(remaining).values(
+                name="", email="", email_canonical=literal("purged-") + cast(Signature.id, String),
+                postcode="", comment="", public=False, updates=False, ip_hash=None, nonce="purged",
+                purged_at=utcnow()))
+        db.session.commit()
+        report[petition.slug] = result.rowcount
+        if result.rowcount:
+            log.info("purged %d signatures of %s (closed %s)", result.rowcount, petition.slug, closed_on(petition))
+    return report
