@@ -26,17 +26,17 @@ login_manager.login_view = "organisers.login"
 login_manager.login_message = "Please log in to see this page."
 login_manager.session_protection = "strong"
 # Limits are declared where they apply (login, and later signing); storage is set by the app factory.
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record) -> None:
-    """WAL lets readers go on while one writer commits; the busy timeout makes writers queue, not fail."""
+    """WAL lets readers go on while one writer commits. (Writers queue for the busy timeout that the app
+    factory passes as sqlite3's ``timeout``, then fail with a 503 rather than wait for ever.)"""
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
