@@ -48,11 +48,13 @@ def install_browser_tools() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
+    if not argv or argv[0] not in ("run", "test", "bench"):
         print(__doc__.strip())
         return 2
     install()
     os.chdir(ROOT)
+    if argv[0] == "bench":
+        return subprocess.call([str(BIN / "python"), str(ROOT / "bench" / "benchmarks.py")] + argv[1:])
     if argv[0] == "test":
         install_browser_tools()
         return subprocess.call([str(BIN / "python"), "-m", "pytest"] + argv[1:])

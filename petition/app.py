@@ -47,7 +47,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db)
     app.before_request(_refuse_undecodable_forms)  # first: before CSRFProtect parses the form
     csrf.init_app(app)
-    login_manager.init_app(app)
+    # Organisers' pages only: a signer's request never loads a user (nor touches the session for it).
+    login_manager.init_app(app, add_context_processor=False)
     limiter.init_app(app)
 
     from .api import bp as api_bp

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import markdown
-from flask import abort
+from flask import abort, current_app
 from sqlalchemy import select
 
 from .declarations import Declaration, load_folder
@@ -54,8 +55,23 @@ def _fields(declaration: Declaration) -> dict:
     }
 
 
-def petition_or_404(slug: str) -> Petition:
+def petition_or_404(slug: str, cached: bool = False) -> Petition:
+    """The petition at this slug. ``cached``: a read-only (detached) copy reused by this process for
+    ``COUNT_CACHE_SECONDS``, for the pages every signer loads; organisers always get the live row."""
+    ttl = current_app.config["COUNT_CACHE_SECONDS"] if cached else 0
+    cache = current_app.extensions.setdefault("petition.catalogue", {})
+    hit = cache.get(slug)
+    if ttl > 0 and hit and hit[0] > time.monotonic():
+        return hit[1]
     petition = db.session.scalar(select(Petition).where(Petition.slug == slug))
     if petition is None:
         abort(404, description="There is no petition at this address.")
+    if ttl > 0:
+        db.session.expunge(petition)
+        cache[slug] = (time.monotonic() + ttl, petition)
     return petition
+
+
+def forget() -> None:
+    """Drop this process's cached petitions (after an organiser changes one)."""
+    current_app.extensions.setdefault("petition.catalogue", {}).clear()

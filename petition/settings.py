@@ -78,7 +78,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PETITION_SIGN_HARD_LIMIT", "SIGN_HARD_LIMIT", "50 per hour", str,
             "Sign-form posts from one address to one petition above this are refused (429)."),
     Setting("PETITION_COUNT_CACHE_SECONDS", "COUNT_CACHE_SECONDS", 5, int,
-            "How long one process reuses a computed count."),
+            "How long one process reuses a computed count, a petition's details and its rendered sign form."),
     Setting("PETITION_COUNT_MAX_AGE", "COUNT_MAX_AGE", 10, int,
             "`Cache-Control: max-age` of the count API, for browsers and proxies."),
 )

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +24,7 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
 
+import pg_cluster
 from petition import create_app
 from petition.extensions import db
 
@@ -49,14 +49,6 @@ def free_port() -> int:
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _pg_bindir() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return versions[-1].parent if versions else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of an empty database on a PostgreSQL server of our own, on loopback."""
@@ -64,35 +56,10 @@ def postgres_url():
     if given:
         yield given
         return
-    bindir = _pg_bindir()
-    if bindir is None:
+    if pg_cluster.bindir() is None:
         need("PostgreSQL (Debian package postgresql)")
-    datadir = Path(tempfile.mkdtemp(prefix="petition-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
-
-        postgres = pwd.getpwnam("postgres")
-        os.chown(datadir, postgres.pw_uid, postgres.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(datadir / "data"), "-U", "postgres",
-                              "--auth=trust", "--encoding=UTF8", "--no-locale"],
-                   check=True, capture_output=True)
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {datadir} -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-o", options,
-                              "-l", str(datadir / "log"), "-w", "start"], check=True, capture_output=True)
-    try:
-        import psycopg
-
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE petition_test")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/petition_test"
-    finally:
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "immediate",
-                                  "stop"], capture_output=True)
-        shutil.rmtree(datadir, ignore_errors=True)
+    with pg_cluster.running(free_port()) as url:
+        yield url
 
 
 # ---------------------------------------------------------------- the site

@@ -8,7 +8,6 @@ import io
 import re
 from html.parser import HTMLParser
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

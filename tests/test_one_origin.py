@@ -12,7 +12,7 @@ from flask import abort
 from petition import embedded
 from petition.layout import absolute
 
-from conftest import VALID, csrf_token, submit
+from conftest import VALID, csrf_token
 
 FRAGMENT = {"X-Petition-Fragment": "1"}
 

@@ -48,12 +48,12 @@ def petitions():
 
 @bp.get("/petitions/<slug>")
 def petition(slug: str):
-    return cacheable(jsonify(counts.summary(petition_or_404(slug))))
+    return cacheable(jsonify(counts.summary(petition_or_404(slug, cached=True))))
 
 
 @bp.get("/petitions/<slug>/counts.json")
 def counts_json(slug: str):
-    petition = petition_or_404(slug)
+    petition = petition_or_404(slug, cached=True)
     rows = counts.confirmed_by_country_and_day(petition.id)
     by_day: dict[str, int] = {}
     by_country: dict[str, int] = {}
@@ -71,7 +71,7 @@ def counts_json(slug: str):
 
 @bp.get("/petitions/<slug>/counts.csv")
 def counts_csv(slug: str):
-    petition = petition_or_404(slug)
+    petition = petition_or_404(slug, cached=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["day", "country", "signatures"])

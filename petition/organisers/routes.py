@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import (Response, abort, flash, jsonify, redirect, render_template, request, stream_template,
                    stream_with_context, url_for)
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
-from .. import accounts, charts, counts, emails, exports, mail
+from .. import accounts, catalogue, charts, counts, emails, exports, mail
 from ..catalogue import petition_or_404
 from ..countries import name as country_name
 from ..extensions import db, limiter, login_manager
@@ -133,6 +133,7 @@ def close(slug: str):
     if ActionForm().validate_on_submit():
         petition.closed_early_at = utcnow()
         db.session.commit()
+        catalogue.forget()
         flash(f"{petition.title} is closed: it takes no more signatures.")
     return redirect(url_for(".petition", slug=slug), code=303)
 
@@ -143,6 +144,7 @@ def reopen(slug: str):
     if ActionForm().validate_on_submit():
         petition.closed_early_at = None
         db.session.commit()
+        catalogue.forget()
         flash(f"{petition.title} is open again until {petition.closes_on:%-d %B %Y}.")
     return redirect(url_for(".petition", slug=slug), code=303)
 

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from markupsafe import Markup, escape
 from wtforms import BooleanField, EmailField, SelectField, StringField, TextAreaField
 from wtforms.fields import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, StopValidation
+from wtforms.widgets import Select, html_params
 
 from .. import emails, inputs
 from ..countries import COUNTRIES
 from ..countries import NAMES as COUNTRY_NAMES
+
+
+class CountrySelect(Select):
+    """The country list, rendered once: 249 options through WTForms' widget cost more than the rest of the
+    sign page together. Per request only the chosen option is marked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.options = [("", '<option value="">Choose your country</option>')] + [
+            (code, f'<option value="{escape(code)}">{escape(name)}</option>') for code, name in COUNTRIES]
+
+    def __call__(self, field, **kwargs):
+        kwargs.setdefault("id", field.id)
+        chosen = field.data or ""
+        options = (html.replace("<option ", "<option selected ", 1) if value == chosen else html
+                   for value, html in self.options)
+        return Markup(f"<select {html_params(name=field.name, **kwargs)}>" + "".join(options) + "</select>")
 
 
 class Clean:
@@ -56,6 +75,7 @@ class SignForm(FlaskForm):
         "Country",
         choices=[SelectChoice("", "Choose your country")] + [SelectChoice(c, n) for c, n in COUNTRIES],
         validate_choice=False,
+        widget=CountrySelect(),
         validators=[DataRequired("Choose your country."),
                     AnyOf(list(COUNTRY_NAMES), message="Choose your country from the list.")],
         render_kw={"autocomplete": "country"},

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import redirect, render_template, request, url_for
+import time
+
+from flask import current_app, redirect, render_template, request, url_for
+from flask_wtf.csrf import generate_csrf
 
 from .. import abuse, counts, signing, tokens
 from ..catalogue import petition_or_404
@@ -28,14 +31,36 @@ def render_petition_page(template: str, petition: Petition, status: int = 200, f
     return render_template(template, **context), status, headers
 
 
+TOKEN_MARK = "\x00csrf-token\x00"
+
+
+def blank_form(petition: Petition):
+    """The empty sign page is the same for every visitor but its CSRF token: render it once per
+    ``COUNT_CACHE_SECONDS`` (its count is that fresh anyway) and put each visitor's token in."""
+    token = generate_csrf()
+    ttl = current_app.config["COUNT_CACHE_SECONDS"]
+    cache = current_app.extensions.setdefault("petition.sign-pages", {})
+    key = (petition.slug, wants_fragment())
+    hit = cache.get(key)
+    if ttl > 0 and hit and hit[0] > time.monotonic():
+        body, headers = hit[1], hit[2]
+    else:
+        body, _, headers = render_petition_page("sign.html", petition, 200, "_sign_form.html", form=SignForm())
+        body = body.replace(token, TOKEN_MARK)
+        cache[key] = (time.monotonic() + ttl, body, headers)
+    return body.replace(TOKEN_MARK, token), 200, headers
+
+
 @bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])
 @limiter.limit(abuse.hard_limit, methods=["POST"], key_func=abuse.per_sender_and_petition)
 def sign(slug: str):
-    petition = petition_or_404(slug)
+    petition = petition_or_404(slug, cached=True)
     state = petition.state()
     if state != "open":
         return render_petition_page("unavailable.html", petition, STATE_STATUS[state], "_unavailable.html",
                                     state=state)
+    if request.method == "GET":
+        return blank_form(petition)
     form = SignForm()
     if form.validate_on_submit():
         held = abuse.looks_automated(request.form) or abuse.over_soft_limit(slug)
@@ -59,12 +84,12 @@ def sign(slug: str):
 @bp.get("/petitions/<slug>/thanks")
 def thanks(slug: str):
     """The same page for a new and a repeat signer: nobody learns here who has signed."""
-    return render_petition_page("thanks.html", petition_or_404(slug), fragment="_thanks.html")
+    return render_petition_page("thanks.html", petition_or_404(slug, cached=True), fragment="_thanks.html")
 
 
 def signature_from(slug: str, token: str, purpose: str):
     """The signature a link names, or the page that explains why the link no longer works."""
-    petition = petition_or_404(slug)
+    petition = petition_or_404(slug, cached=True)
     try:
         signature = tokens.load(token, purpose)
     except tokens.TokenError as error:
@@ -92,7 +117,7 @@ def confirm(slug: str, token: str):
 
 @bp.get("/petitions/<slug>/confirmed")
 def confirmed(slug: str):
-    petition = petition_or_404(slug)
+    petition = petition_or_404(slug, cached=True)
     return render_petition_page("confirmed.html", petition)
 
 
@@ -112,5 +137,5 @@ def manage(slug: str, token: str):
 
 @bp.get("/petitions/<slug>/withdrawn")
 def withdrawn(slug: str):
-    petition = petition_or_404(slug)
+    petition = petition_or_404(slug, cached=True)
     return render_template("withdrawn.html", petition=petition)

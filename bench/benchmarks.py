@@ -1,0 +1,274 @@
+"""The benchmarks: each measures its own baseline in the same run, on the same machine, and prints its figure
+and the ratio to that baseline. Run them all with ``bench/run``; the summary goes to ``bench/results.json``.
+
+1. signing: the real signer flow through gunicorn (SQLite and PostgreSQL) against a minimal Flask form app;
+2. count API with a million signatures against a hello-world JSON endpoint;
+3. export of a million signatures to CSV against ``sqlite3 -csv``, and its peak memory at 100,000 rows;
+4. ``mkdocs build`` with 10, 100 and 1,000 generated posts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench import load  # noqa: E402
+from bench.baseline import create_schema  # noqa: E402
+
+# One gunicorn configuration for the service and its baselines: two workers (two cores), threads for I/O.
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8", "--backlog", "512",
+            "--chdir", str(ROOT)]
+SLUG = "vadim-kuramshin"
+CLIENTS = 16
+NO_LIMITS = {"PETITION_SIGN_SOFT_LIMIT": "10000000 per hour", "PETITION_SIGN_HARD_LIMIT": "10000000 per hour"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(database_url: str, instance: Path, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env.update({"PETITION_DATABASE_URL": database_url, "PETITION_INSTANCE_PATH": str(instance),
+                "PETITION_SECRET_KEY": "benchmark only", "PETITION_SITE_DIR": str(ROOT / "site"),
+                "PETITION_PETITIONS_DIR": str(ROOT / "docs" / "en" / "petitions"), **(extra or {})})
+    return env
+
+
+def petition_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "petition"), *args], env=env, cwd=ROOT, check=True, capture_output=True,
+                          text=True)
+
+
+@contextmanager
+def gunicorn(app: str, env: dict):
+    port = free_port()
+    process = subprocess.Popen([str(BIN / "gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", app], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn {app} did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def rows_with_prefix(database_url: str, table: str, prefix: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        number = connection.execute(text(f"SELECT count(*) FROM {table} WHERE email LIKE :p"),
+                                    {"p": prefix + "%"}).scalar()
+    engine.dispose()
+    return number
+
+
+def measure_signing(database_url: str, instance: Path, seconds: float, label: str) -> dict:
+    env = service_env(database_url, instance, NO_LIMITS)
+    petition_cli(env, "db", "upgrade")
+    petition_cli(env, "sync")
+    with gunicorn("petition:create_app()", env) as port:
+        load.run("sign", port, f"/petitions/{SLUG}/sign", CLIENTS, 2, tag=f"warm{label}")
+        ours = load.run("sign", port, f"/petitions/{SLUG}/sign", CLIENTS, seconds, tag=f"ours{label}")
+    ours_rows = rows_with_prefix(database_url, "signature", f"ours{label}")
+
+    baseline_url = (database_url.replace("/petition_", "/baseline_") if "postgresql" in database_url
+                    else database_url.replace(".sqlite3", "-baseline.sqlite3"))
+    create_schema(baseline_url)
+    with gunicorn("bench.baseline:form_app()", {**env, "BASELINE_DATABASE_URL": baseline_url}) as port:
+        load.run("sign", port, "/sign", CLIENTS, 2, tag=f"warmbase{label}")
+        base = load.run("sign", port, "/sign", CLIENTS, seconds, tag=f"base{label}")
+    base_rows = rows_with_prefix(baseline_url, "signature", f"base{label}")
+    return {
+        "engine": label, "clients": CLIENTS,
+        "service": {**ours.summary(), "rows": ours_rows, "rows_match_accepted": ours_rows == len(ours.accepted)},
+        "baseline": {**base.summary(), "rows": base_rows, "rows_match_accepted": base_rows == len(base.accepted)},
+        "ratio": round(ours.completed / ours.seconds / (base.completed / base.seconds), 2),
+        "targets": {"ratio_at_least": 0.6, "p99_ms_below": 100, "errors": 0},
+    }
+
+
+def seed_million(database: Path, counts: dict[str, int]) -> None:
+    """Confirmed signatures straight into SQLite, as fast as it takes them."""
+    connection = sqlite3.connect(database)
+    ids = dict(connection.execute("SELECT slug, id FROM petition"))
+    countries = ["KZ", "KZ", "KZ", "RU", "GB", "DE", "FR", "US", "UA", "KG"]
+    start = datetime(2026, 11, 1)
+    rng = random.Random(7)
+    for slug, number in counts.items():
+        rows = ((ids[slug], f"Signer {n} Курамшин", f"s{n}@{slug}.example.org", f"s{n}@{slug}.example.org",
+                 countries[n % 10], "Astana", "Free Vadim" if n % 7 else "=1+1", n % 3 == 0, n % 2 == 0,
+                 "confirmed", (start + timedelta(seconds=n * 2)).isoformat(sep=" "),
+                 (start + timedelta(seconds=n * 2 + 60)).isoformat(sep=" "), f"{rng.getrandbits(64):016x}", 1)
+                for n in range(number))
+        connection.executemany(
+            "INSERT INTO signature (petition_id, name, email, email_canonical, country, postcode, comment, public,"
+            " updates, status, created_at, confirmed_at, nonce, mails_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows)
+    connection.commit()
+    connection.close()
+
+
+def measure_count_api(database_url: str, instance: Path, seconds: float) -> dict:
+    env = service_env(database_url, instance)
+    with gunicorn("petition:create_app()", env) as port:
+        load.run("get", port, f"/api/petitions/{SLUG}", CLIENTS, 2)
+        ours = load.run("get", port, f"/api/petitions/{SLUG}", CLIENTS, seconds)
+        body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/petitions/{SLUG}").read())
+    with gunicorn("bench.baseline:hello_app()", env) as port:
+        load.run("get", port, "/hello", CLIENTS, 2)
+        base = load.run("get", port, "/hello", CLIENTS, seconds)
+    return {"signatures": body["signature_count"], "service": ours.summary(), "baseline": base.summary(),
+            "ratio": round(ours.completed / ours.seconds / (base.completed / base.seconds), 2),
+            "targets": {"ratio_at_least": 0.8}}
+
+
+def timed(command: list[str], output: Path, env: dict | None = None) -> tuple[float, int]:
+    """(seconds, peak resident memory in MB) of a command, by /usr/bin/time -v."""
+    with output.open("wb") as handle:
+        result = subprocess.run(["/usr/bin/time", "-v", *command], stdout=handle, stderr=subprocess.PIPE,
+                                env=env, cwd=ROOT, check=True)
+    report = result.stderr.decode()
+    clock = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", report)
+    hours, minutes, secs = int(clock.group(1) or 0), int(clock.group(2)), float(clock.group(3))
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report).group(1))
+    return round(hours * 3600 + minutes * 60 + secs, 2), round(rss_kb / 1024)
+
+
+def measure_export(database: Path, env: dict, workdir: Path) -> dict:
+    columns = "name,email,country,postcode,comment,public,updates,status,created_at,confirmed_at"
+    ids = dict(sqlite3.connect(database).execute("SELECT slug, id FROM petition"))
+    figures = {}
+    for slug, label in ((SLUG, "1m"), ("small", "100k")):
+        seconds, peak = timed([str(BIN / "petition"), "export", "signatures", slug, "--status", "all",
+                               "-o", str(workdir / f"{label}.csv")], workdir / f"{label}.log", env)
+        figures[label] = {"seconds": seconds, "peak_mb": peak,
+                          "bytes": (workdir / f"{label}.csv").stat().st_size}
+    sqlite_seconds, _ = timed(["sqlite3", "-csv", "-header", str(database),
+                               f"SELECT {columns} FROM signature WHERE petition_id = {ids[SLUG]}"],
+                              workdir / "sqlite3.csv")
+    return {"export_1m": figures["1m"], "export_100k": figures["100k"],
+            "baseline_sqlite3_csv_seconds": sqlite_seconds,
+            "ratio_time": round(figures["1m"]["seconds"] / sqlite_seconds, 2),
+            "memory_growth": round(figures["1m"]["peak_mb"] / figures["100k"]["peak_mb"] - 1, 3),
+            "targets": {"ratio_time_at_most": 2.0, "peak_mb_below": 150, "memory_growth_at_most": 0.10}}
+
+
+def measure_site(counts: list[int], workdir: Path) -> dict:
+    template = (ROOT / "docs/en/blog/posts/2014-12-01-third-anniversary-of-zhanaozen-massacre.md").read_text()
+    figures = {}
+    for number in counts:
+        tree = workdir / f"site-{number}"
+        shutil.copytree(ROOT / "docs", tree / "docs")
+        shutil.copytree(ROOT / "overrides", tree / "overrides")
+        shutil.copy(ROOT / "mkdocs.yml", tree)
+        posts = tree / "docs/en/blog/posts"
+        for old in posts.glob("*.md"):
+            old.unlink()
+        (tree / "docs/en/take-action.md").write_text((ROOT / "docs/en/take-action.md").read_text().replace(
+            "(blog/posts/2014-05-01-vadim-kuramshin-beaten-and-intimidated-in-prison.md)", "(blog/index.md)"))
+        first = datetime(2010, 1, 1)
+        for n in range(number):
+            day = (first + timedelta(days=n * 3)).date()
+            text = re.sub(r"created: [\d-]+", f"created: {day}", template)
+            text = text.replace("# Third anniversary of Zhanaozen massacre", f"# Generated post number {n}")
+            (posts / f"{day}-generated-{n}.md").write_text(text)
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        started = time.monotonic()
+        subprocess.run([str(BIN / "mkdocs"), "build", "-q", "-f", str(tree / "mkdocs.yml"), "-d", str(tree / "out")],
+                       env=env, check=True, capture_output=True)
+        figures[str(number)] = round(time.monotonic() - started, 2)
+    return {"build_seconds_by_posts": figures,
+            "seconds_per_post_1000_vs_10": round(figures[str(counts[-1])] / figures[str(counts[0])], 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=15, help="Length of each load run.")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="Signatures for the count and export runs.")
+    parser.add_argument("--only", choices=["signing", "count", "export", "site"], action="append")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    options = parser.parse_args()
+    only = set(options.only or ["signing", "count", "export", "site"])
+    if shutil.which("sqlite3") is None or not Path("/usr/bin/time").exists():
+        print("bench needs Debian's sqlite3 and time: apt-get install sqlite3 time", file=sys.stderr)
+        return 2
+    if not (ROOT / "site" / "service-shell" / "index.html").exists():
+        subprocess.run([str(BIN / "mkdocs"), "build", "-q"], cwd=ROOT, check=True,
+                       env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    summary: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+                     "when": datetime.now().isoformat(timespec="seconds"), "gunicorn": " ".join(GUNICORN[:8])}
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="petition-bench-") as folder:
+        work = Path(folder)
+        if "signing" in only:
+            import pg_cluster
+
+            summary["signing"] = [measure_signing(f"sqlite:///{work / 'sign.sqlite3'}", work / "i1",
+                                                  options.seconds, "sqlite")]
+            with pg_cluster.running(free_port(), "petition_bench") as url:
+                import psycopg
+
+                with psycopg.connect(url.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)[0]
+                                     + "/postgres", autocommit=True) as conn:
+                    conn.execute("CREATE DATABASE baseline_bench")
+                summary["signing"].append(measure_signing(url, work / "i2", options.seconds, "postgresql"))
+        if only & {"count", "export"}:
+            database = work / "million.sqlite3"
+            env = service_env(f"sqlite:///{database}", work / "i3")
+            petitions = ROOT / "docs/en/petitions"
+            extra = work / "petitions"
+            shutil.copytree(petitions, extra)
+            (extra / "small.md").write_text((petitions / "vadim-kuramshin.md").read_text().replace(
+                "slug: vadim-kuramshin", "slug: small"))
+            env["PETITION_PETITIONS_DIR"] = str(extra)
+            petition_cli(env, "db", "upgrade")
+            petition_cli(env, "sync")
+            seed_million(database, {SLUG: options.rows, "small": options.rows // 10})
+            if "count" in only:
+                summary["count_api"] = measure_count_api(f"sqlite:///{database}", work / "i3", options.seconds)
+            if "export" in only:
+                summary["export"] = measure_export(database, env, work)
+        if "site" in only:
+            summary["site_build"] = measure_site([10, 100, 1000], work)
+    summary["total_seconds"] = round(time.monotonic() - began, 1)
+    options.output.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""A bounded load generator on loopback: N clients, each on its own keep-alive connection, for a fixed time.
+
+``sign`` clients behave as a signer's browser does: GET the sign page, read its CSRF token and session
+cookie, POST the form, expect 303. ``get`` clients fetch one URL again and again. Every request is timed.
+Load only ever goes to 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+from http.cookies import SimpleCookie
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+TOKEN = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@dataclass
+class Result:
+    seconds: float = 0.0
+    completed: int = 0  # signers (sign) or responses (get) that succeeded
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)  # every request, in seconds
+    accepted: list[str] = field(default_factory=list)  # e-mail addresses that got their 303
+    first_errors: list[str] = field(default_factory=list)  # what went wrong, the first few times
+
+    def summary(self) -> dict:
+        ordered = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return round(1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2) if ordered else 0.0
+
+        return {"seconds": round(self.seconds, 2), "completed": self.completed, "errors": self.errors,
+                "first_errors": self.first_errors,
+                "per_second": round(self.completed / self.seconds, 1) if self.seconds else 0.0,
+                "requests": len(ordered), "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+
+
+def _sign_loop(port: int, path: str, stop: float, prefix: str, result: Result, lock: threading.Lock) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    n = 0
+    while time.monotonic() < stop:
+        n += 1
+        email = f"{prefix}-{n}@example.org"
+        try:
+            started = time.perf_counter()
+            connection.request("GET", path)
+            response = connection.getresponse()
+            page = response.read()
+            got = time.perf_counter()
+            jar = SimpleCookie()
+            for header in response.headers.get_all("Set-Cookie") or []:
+                jar.load(header)
+            cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items() if morsel.value)
+            token = TOKEN.search(page)
+            if response.status != 200 or not token:
+                raise RuntimeError(f"GET {response.status}")
+            body = urllib.parse.urlencode({"csrf_token": token.group(1).decode(), "name": "Load Test Signer",
+                                           "email": email, "country": "KZ"})
+            connection.request("POST", path, body=body, headers={
+                "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+            response = connection.getresponse()
+            response.read()
+            done = time.perf_counter()
+            if response.status != 303:
+                raise RuntimeError(f"POST {response.status}")
+            with lock:
+                result.latencies += [got - started, done - got]
+                result.completed += 1
+                result.accepted.append(email)
+        except Exception as error:
+            _failed(result, lock, error)
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.close()
+
+
+def _failed(result: Result, lock: threading.Lock, error: Exception) -> None:
+    with lock:
+        result.errors += 1
+        if len(result.first_errors) < 3:
+            result.first_errors.append(f"{type(error).__name__}: {error}")
+
+
+def _get_loop(port: int, path: str, stop: float, result: Result, lock: threading.Lock) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    while time.monotonic() < stop:
+        try:
+            started = time.perf_counter()
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200:
+                raise RuntimeError(str(response.status))
+            with lock:
+                result.latencies.append(elapsed)
+                result.completed += 1
+        except Exception as error:
+            _failed(result, lock, error)
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.close()
+
+
+def run(mode: str, port: int, path: str, clients: int = 16, seconds: float = 15.0, tag: str = "load") -> Result:
+    result, lock = Result(), threading.Lock()
+    stop = time.monotonic() + seconds
+    if mode == "sign":
+        targets = [(_sign_loop, (port, path, stop, f"{tag}{i}", result, lock)) for i in range(clients)]
+    else:
+        targets = [(_get_loop, (port, path, stop, result, lock)) for _ in range(clients)]
+    threads = [threading.Thread(target=fn, args=args) for fn, args in targets]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.monotonic() - started
+    return result
