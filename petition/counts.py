@@ -67,9 +67,11 @@ def confirmed_by_country_and_day(petition_id: int) -> list[tuple[str, str, int]]
 
 
 def forget() -> None:
-    """Drop cached counts (tests, and after organisers change signatures)."""
+    """Drop this process's cached counts and what was rendered from them (API answers, sign pages)."""
     with _lock:
         _cache().clear()
+        for rendered in ("petition.api", "petition.sign-pages"):
+            current_app.extensions.get(rendered, {}).clear()
 
 
 def summary(petition: Petition) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 
 from openpyxl import Workbook
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, String, case, cast, func, literal, select, update
 
 from . import countries
 from .extensions import db
@@ -25,9 +25,26 @@ from .models import CONFIRMED, ExportLog, Petition, Signature
 CHUNK = 1000
 HEADER = ["Name", "E-mail", "Country", "Country code", "Town or postcode", "Comment", "Name public",
           "Keep informed", "Status", "Signed (UTC)", "Confirmed (UTC)"]
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_FIRST = frozenset("=+-@\t\r")
+YES_NO = {True: "yes", False: "no"}
 COLUMNS = (Signature.name, Signature.email, Signature.country, Signature.postcode, Signature.comment,
            Signature.public, Signature.updates, Signature.status, Signature.created_at, Signature.confirmed_at)
+
+
+def _neutralised(column):
+    """``neutralise`` done by the database, at C speed, for the CSV export's million rows."""
+    return case((func.substr(column, 1, 1).in_(sorted(FORMULA_FIRST)), literal("'") + column), else_=column)
+
+
+def _seconds(column):
+    return func.substr(cast(column, String), 1, 19)  # "YYYY-MM-DD HH:MM:SS", as both engines write them
+
+
+# The CSV's columns, made ready by the database: per row Python only adds the country's name.
+CSV_COLUMNS = (_neutralised(Signature.name), _neutralised(Signature.email), Signature.country,
+               _neutralised(Signature.postcode), _neutralised(Signature.comment),
+               case((Signature.public, "yes"), else_="no"), case((Signature.updates, "yes"), else_="no"),
+               Signature.status, _seconds(Signature.created_at), func.coalesce(_seconds(Signature.confirmed_at), ""))
 
 
 @dataclass(frozen=True)
@@ -45,11 +62,11 @@ class Filters:
 
 def neutralise(value: str) -> str:
     """Text a spreadsheet would run as a formula gets a leading apostrophe and stays text."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if value[:1] in FORMULA_FIRST else value
 
 
-def signatures(petition: Petition, filters: Filters) -> Select:
-    query = select(*COLUMNS).where(Signature.petition_id == petition.id).order_by(Signature.id)
+def signatures(petition: Petition, filters: Filters, columns=COLUMNS) -> Select:
+    query = select(*columns).where(Signature.petition_id == petition.id).order_by(Signature.id)
     if filters.status != "all":
         query = query.where(Signature.status == filters.status)
     if filters.since:
@@ -63,12 +80,21 @@ def signatures(petition: Petition, filters: Filters) -> Select:
     return query
 
 
-def _rows(petition: Petition, filters: Filters) -> Iterator[list]:
-    result = db.session.execute(signatures(petition, filters).execution_options(yield_per=CHUNK))
-    for name, email, country, postcode, comment, public, updates, status, signed, confirmed in result:
-        yield [neutralise(name), neutralise(email), countries.name(country), country, neutralise(postcode),
-               neutralise(comment), "yes" if public else "no", "yes" if updates else "no", status,
-               signed.replace(microsecond=0), confirmed.replace(microsecond=0) if confirmed else None]
+def _batches(petition: Petition, filters: Filters, columns=COLUMNS) -> Iterator[list]:
+    """The selected rows, CHUNK at a time, through Core (no ORM bookkeeping per row)."""
+    query = signatures(petition, filters, columns).execution_options(yield_per=CHUNK)
+    result = db.session.connection().execute(query)
+    yield from result.partitions()
+
+
+def _typed_rows(petition: Petition, filters: Filters) -> Iterator[list]:
+    """Rows for a workbook: neutralised text, real dates."""
+    names = countries.NAMES
+    for batch in _batches(petition, filters):
+        for name, email, country, postcode, comment, public, updates, status, signed, confirmed in batch:
+            yield [neutralise(name), neutralise(email), names.get(country, country), country, neutralise(postcode),
+                   neutralise(comment), YES_NO[public], YES_NO[updates], status, signed.replace(microsecond=0),
+                   confirmed.replace(microsecond=0) if confirmed else None]
 
 
 def begin(actor: str, petition: Petition, kind: str, fmt: str, filters: dict) -> int:
@@ -90,15 +116,14 @@ def csv_chunks(petition: Petition, filters: Filters, log_id: int) -> Iterator[by
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
     writer.writerow(HEADER)
-    rows = 0
-    for row in _rows(petition, filters):
-        writer.writerow(["" if v is None else (v.isoformat(sep=" ") if isinstance(v, datetime) else v)
-                         for v in row])
-        rows += 1
-        if rows % CHUNK == 0:
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
+    names, rows = countries.NAMES, 0
+    for batch in _batches(petition, filters, CSV_COLUMNS):
+        writer.writerows((name, email, names.get(country, country), country, *rest)
+                         for name, email, country, *rest in batch)
+        rows += len(batch)
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
     yield buffer.getvalue().encode("utf-8")
     finish(log_id, rows)
 
@@ -109,7 +134,7 @@ def xlsx_chunks(petition: Petition, filters: Filters, log_id: int, chunk_size: i
     sheet = workbook.create_sheet(title="Signatures")
     sheet.append(HEADER)
     rows = 0
-    for row in _rows(petition, filters):
+    for row in _typed_rows(petition, filters):
         sheet.append(row)
         rows += 1
     handle, path = tempfile.mkstemp(suffix=".xlsx")
