@@ -212,7 +212,7 @@ def measure_site(counts: list[int], workdir: Path) -> dict:
                        env=env, check=True, capture_output=True)
         figures[str(number)] = round(time.monotonic() - started, 2)
     return {"build_seconds_by_posts": figures,
-            "seconds_per_post_1000_vs_10": round(figures[str(counts[-1])] / figures[str(counts[0])], 1)}
+            "time_ratio_most_to_fewest_posts": round(figures[str(counts[-1])] / figures[str(counts[0])], 1)}
 
 
 def main() -> int:
