@@ -148,7 +148,7 @@ def test_logout(office):
 
 
 SAMPLES = {"slug": "vadim-kuramshin", "token": "not-a-token", "signature_id": 1, "fmt": "csv",
-           "filename": "petition.css"}
+           "filename": "petition.css", "action": "close"}
 
 
 def sample_url(app, rule) -> str:

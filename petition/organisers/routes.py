@@ -127,25 +127,16 @@ def organiser_counts(slug: str, fmt: str):
     return response
 
 
-@bp.post("/petitions/<slug>/close")
-def close(slug: str):
+@bp.post("/petitions/<slug>/<any(close, reopen):action>")
+def close_or_reopen(slug: str, action: str):
+    """Close a petition before its closing date, or open it again (until its declared closing date)."""
     petition = petition_or_404(slug)
     if ActionForm().validate_on_submit():
-        petition.closed_early_at = utcnow()
+        petition.closed_early_at = utcnow() if action == "close" else None
         db.session.commit()
         catalogue.forget()
-        flash(f"{petition.title} is closed: it takes no more signatures.")
-    return redirect(url_for(".petition", slug=slug), code=303)
-
-
-@bp.post("/petitions/<slug>/reopen")
-def reopen(slug: str):
-    petition = petition_or_404(slug)
-    if ActionForm().validate_on_submit():
-        petition.closed_early_at = None
-        db.session.commit()
-        catalogue.forget()
-        flash(f"{petition.title} is open again until {petition.closes_on:%-d %B %Y}.")
+        flash(f"{petition.title} is closed: it takes no more signatures." if action == "close"
+              else f"{petition.title} is open again until {petition.closes_on:%-d %B %Y}.")
     return redirect(url_for(".petition", slug=slug), code=303)
 
 

@@ -19,7 +19,6 @@ from .forms import COUNTRY_NAMES, ConfirmForm, SignForm, WithdrawForm
 STATE_STATUS = {"closed": 410, "not_open": 409}
 
 
-
 def render_petition_page(template: str, petition: Petition, status: int = 200, fragment: str | None = None,
                          **context):
     """The full page, or with ``X-Petition-Fragment`` only its ``fragment`` template."""
