@@ -20,13 +20,16 @@ STATE_STATUS = {"closed": 410, "not_open": 409}
 
 
 def render_petition_page(template: str, petition: Petition, status: int = 200, fragment: str | None = None,
-                         **context):
+                         with_counts: bool = True, **context):
     """The full page, or with ``X-Petition-Fragment`` only its ``fragment`` template."""
     headers = {"Vary": "X-Petition-Fragment"}
-    if fragment and wants_fragment():
+    partial = bool(fragment) and wants_fragment()
+    if partial:
         template = fragment
         headers["X-Petition-Fragment"] = "1"  # the script shows only answers that say so
-    context.update(petition=petition, counts=counts.confirmed_counts(petition.id), fragment=wants_fragment())
+    if with_counts:
+        context["counts"] = counts.confirmed_counts(petition.id)
+    context.update(petition=petition, fragment=partial)
     return render_template(template, **context), status, headers
 
 
@@ -83,7 +86,8 @@ def sign(slug: str):
 @bp.get("/petitions/<slug>/thanks")
 def thanks(slug: str):
     """The same page for a new and a repeat signer: nobody learns here who has signed."""
-    return render_petition_page("thanks.html", petition_or_404(slug, cached=True), fragment="_thanks.html")
+    return render_petition_page("thanks.html", petition_or_404(slug, cached=True), fragment="_thanks.html",
+                                with_counts=False)
 
 
 def signature_from(slug: str, token: str, purpose: str):
