@@ -8,6 +8,8 @@ the mailbox owner learns, by e-mail, that the address had signed already.
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 from flask import current_app
@@ -39,8 +41,22 @@ class Submission:
     held: bool = False  # over the soft limit, or a bot's: stored for review, not counted, no e-mail
 
 
+# SQLite takes one writer at a time, and a writer that finds the lock taken sleeps in steps of up to
+# 100 ms. Queuing this process's writers on a lock of our own lets each go the moment the last one commits.
+_SQLITE_WRITER = threading.Lock()
+
+
+def _writer():
+    return _SQLITE_WRITER if db.engine.dialect.name == "sqlite" else nullcontext()
+
+
 def sign(petition: Petition, submission: Submission) -> None:
     """Record a signature (or a repeat) and queue the e-mail it warrants; answers nothing on purpose."""
+    with _writer():
+        _sign(petition, submission)
+
+
+def _sign(petition: Petition, submission: Submission) -> None:
     petition_id = petition.id
     fields = asdict(submission)
     held = fields.pop("held")
