@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
@@ -25,8 +26,14 @@ def sender() -> str:
     return get_remote_address() or "unknown"
 
 
+@lru_cache(maxsize=4)
+def _hash_key(secret: str) -> bytes:
+    """Derived once per secret, not on every signature."""
+    return hmac.new(secret.encode(), b"petition ip hash", hashlib.sha256).digest()
+
+
 def ip_hash(address: str | None = None) -> str:
-    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"petition ip hash", hashlib.sha256).digest()
+    key = _hash_key(current_app.config["SECRET_KEY"])
     return hmac.new(key, (address or sender()).encode(), hashlib.sha256).hexdigest()[:32]
 
 
