@@ -1,6 +1,7 @@
 """The Flask extensions, created unbound so that every module can import them without the app."""
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from flask_limiter import Limiter
@@ -9,6 +10,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from limits.storage import MemoryStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -25,6 +27,22 @@ login_manager = LoginManager()
 login_manager.login_view = "organisers.login"
 login_manager.login_message = "Please log in to see this page."
 login_manager.session_protection = "strong"
+class ThreadSafeMemoryStorage(MemoryStorage):
+    """limits' ``memory://`` storage, whose expiry timer two threads can start at once ("threads can only be
+    started once", a 500 for a signer under load; limits 5.8.0). Registered for the ``memory`` scheme,
+    it takes that scheme's place."""
+
+    STORAGE_SCHEME = ["memory"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._timer_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # the private method the base class calls
+        with self._timer_lock:
+            super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 # Limits are declared where they apply (login, and later signing); storage is set by the app factory.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 

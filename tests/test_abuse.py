@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
+import limits
 import pytest
 from sqlalchemy import func, select
 
@@ -63,6 +66,55 @@ def test_past_the_hard_limit_a_clear_429_with_retry_after(app, client):
     assert "Too many signatures have come from your network" in html
     assert statuses(app) == [PENDING, PENDING, HELD, HELD]  # nothing stored past the hard limit
     assert client.get(SIGN).status_code == 200  # reading is never limited
+
+
+def test_memory_limits_hold_when_many_threads_hit_them_at_once():
+    """limits' own memory storage lets two threads start one expiry timer ("threads can only be started
+    once"): a 500 for a signer now and then under load. The storage ``memory://`` now gives must not."""
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+
+    from petition.extensions import ThreadSafeMemoryStorage
+
+    given = type(storage_from_string("memory://"))
+    assert issubclass(given, ThreadSafeMemoryStorage)
+
+    class Widened(given):  # type: ignore[valid-type,misc]
+        """Reading the timer takes a moment: the gap the race needs, from rare to near certain."""
+
+        @property
+        def timer(self):
+            time.sleep(0.001)
+            return self._timer
+
+        @timer.setter
+        def timer(self, value):
+            self._timer = value
+
+    limiter = FixedWindowRateLimiter(Widened())
+    item = limits.parse("1000000 per hour")
+    failures: list[BaseException] = []
+    hooks = threading.excepthook, sys.unraisablehook
+    threading.excepthook = sys.unraisablehook = lambda args: failures.append(args.exc_value)  # timer threads
+    start = threading.Barrier(8)
+
+    def hammer() -> None:
+        start.wait()
+        for n in range(100):
+            try:
+                limiter.hit(item, "sign-soft", str(n))
+            except Exception as error:
+                failures.append(error)
+
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        threading.excepthook, sys.unraisablehook = hooks
+    assert failures == []
 
 
 def test_the_honeypot_holds_a_bots_post_and_is_invisible(app, client):
