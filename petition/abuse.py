@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from functools import lru_cache
 
-from flask import current_app, request
+from flask import abort, current_app
 from flask_limiter.util import get_remote_address
-from limits import parse
+from limits import RateLimitItem, parse
 
 from .extensions import limiter
 
@@ -37,18 +38,25 @@ def ip_hash(address: str | None = None) -> str:
     return hmac.new(key, (address or sender()).encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def hard_limit() -> str:
-    return current_app.config["SIGN_HARD_LIMIT"]
+@lru_cache(maxsize=8)
+def _limit(text: str) -> RateLimitItem:
+    return parse(text)
 
 
-def per_sender_and_petition() -> str:
-    return f"{sender()}|{(request.view_args or {}).get('slug', '')}"
+def refuse_over_hard_limit(slug: str) -> None:
+    """Count this post against the hard limit; past it, a 429 that says when the window opens again.
+
+    Checked here, in the signing view, rather than by a Flask-Limiter decorator: the decorator evaluates
+    its limits on every GET of the sign page too, the page each signer loads first."""
+    item = _limit(current_app.config["SIGN_HARD_LIMIT"])
+    if not limiter.limiter.hit(item, "sign-hard", sender(), slug):
+        reset = limiter.limiter.get_window_stats(item, "sign-hard", sender(), slug).reset_time
+        abort(429, retry_after=max(1, int(reset - time.time()) + 1))
 
 
 def over_soft_limit(slug: str) -> bool:
     """Count this signature against the soft limit; True once the sender has passed it."""
-    item = parse(current_app.config["SIGN_SOFT_LIMIT"])
-    return not limiter.limiter.hit(item, "sign-soft", sender(), slug)
+    return not limiter.limiter.hit(_limit(current_app.config["SIGN_SOFT_LIMIT"]), "sign-soft", sender(), slug)
 
 
 def looks_automated(form) -> bool:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
-from wtforms import BooleanField, EmailField, SelectField, StringField, TextAreaField
-from wtforms.fields import SelectChoice
+from wtforms import BooleanField, EmailField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, StopValidation
 from wtforms.widgets import Select, html_params
 
@@ -71,10 +70,9 @@ class SignForm(FlaskForm):
                     ValidEmail()],
         render_kw={"autocomplete": "email", "maxlength": 254, "spellcheck": "false"},
     )
-    country = SelectField(
+    # A text field wearing a select widget: SelectField would build 249 choice objects on every request.
+    country = StringField(
         "Country",
-        choices=[SelectChoice("", "Choose your country")] + [SelectChoice(c, n) for c, n in COUNTRIES],
-        validate_choice=False,
         widget=CountrySelect(),
         validators=[DataRequired("Choose your country."),
                     AnyOf(list(COUNTRY_NAMES), message="Choose your country from the list.")],

@@ -9,7 +9,6 @@ from flask_wtf.csrf import generate_csrf
 
 from .. import abuse, counts, signing, tokens
 from ..catalogue import petition_or_404
-from ..extensions import limiter
 from ..layout import wants_fragment
 from ..models import PENDING, Petition
 from . import bp
@@ -54,7 +53,6 @@ def blank_form(petition: Petition):
 
 
 @bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])
-@limiter.limit(abuse.hard_limit, methods=["POST"], key_func=abuse.per_sender_and_petition)
 def sign(slug: str):
     petition = petition_or_404(slug, cached=True)
     state = petition.state()
@@ -63,6 +61,7 @@ def sign(slug: str):
                                     state=state)
     if request.method == "GET":
         return blank_form(petition)
+    abuse.refuse_over_hard_limit(slug)
     form = SignForm()
     if form.validate_on_submit():
         held = abuse.looks_automated(request.form) or abuse.over_soft_limit(slug)
