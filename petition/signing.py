@@ -1,28 +1,43 @@
 """Signing, confirming and withdrawing: the only code that writes signatures.
 
-A signing request inserts one signature row and one outbox row in one transaction and touches nothing
-shared, so signers never wait on each other. The unique index on (petition, canonical e-mail) decides
-duplicates, even for simultaneous submissions; a repeat signer gets the same answer as a new one and only
-the mailbox owner learns, by e-mail, that the address had signed already.
+A signing request inserts one signature row and one outbox row in one transaction (on PostgreSQL in one
+statement) and touches nothing shared, so signers never wait on each other. The unique index on (petition,
+canonical e-mail) decides duplicates, even for simultaneous submissions; a repeat signer gets the same answer
+as a new one and only the mailbox owner learns, by e-mail, that the address had signed already.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import secrets
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from flask import current_app
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import mail
 from .extensions import db
 from .models import CONFIRMED, HELD, PENDING, OutboxMessage, Petition, Signature, utcnow
 
-
-INSERT_SIGNATURE = insert(Signature.__table__).returning(Signature.__table__.c.id)
-INSERT_MAIL = insert(OutboxMessage.__table__)
+_SIGNATURE = Signature.__table__
+_OUTBOX = OutboxMessage.__table__
+INSERT_SIGNATURE = insert(_SIGNATURE).returning(_SIGNATURE.c.id)
+INSERT_MAIL = insert(_OUTBOX)
+# PostgreSQL takes both rows in one statement, atomic on its own: one round trip instead of four
+# (BEGIN, two INSERTs, COMMIT), which under load is most of a signature's time.
+_NEW = (insert(_SIGNATURE)
+        .values({column.name: bindparam(column.name, type_=column.type)
+                 for column in _SIGNATURE.columns if column.name not in ("id", "confirmed_at", "purged_at")})
+        .returning(_SIGNATURE.c.id, _SIGNATURE.c.created_at)
+        .cte("new_signature"))
+SIGN_AND_QUEUE = insert(_OUTBOX).from_select(
+    ["signature_id", "kind", "created_at", "next_attempt_at", "attempts"],
+    select(_NEW.c.id, literal(mail.CONFIRM), _NEW.c.created_at, _NEW.c.created_at, literal(0)))
 
 
 @dataclass(frozen=True)
@@ -42,37 +57,56 @@ class Submission:
 
 
 # SQLite takes one writer at a time, and a writer that finds the lock taken sleeps in steps of up to
-# 100 ms. Queuing this process's writers on a lock of our own lets each go the moment the last one commits.
-_SQLITE_WRITER = threading.Lock()
+# 100 ms. Queuing the writers of all processes on a lock file of our own lets each go the moment the
+# last one commits. (A thread lock first: flock is shared by the threads of a process.)
+_THREADS = threading.Lock()
+_LOCK_FILES: dict[tuple[int, str], int] = {}
 
 
-def _writer():
-    return _SQLITE_WRITER if db.engine.dialect.name == "sqlite" else nullcontext()
+@contextmanager
+def _sqlite_writer(database: str | None) -> Iterator[None]:
+    with _THREADS:
+        if not database or database == ":memory:":
+            yield
+            return
+        key = (os.getpid(), database)  # a descriptor inherited across fork would share its lock
+        if key not in _LOCK_FILES:
+            _LOCK_FILES[key] = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(_LOCK_FILES[key], fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(_LOCK_FILES[key], fcntl.LOCK_UN)
 
 
 def sign(petition: Petition, submission: Submission) -> None:
     """Record a signature (or a repeat) and queue the e-mail it warrants; answers nothing on purpose."""
-    with _writer():
-        _sign(petition, submission)
-
-
-def _sign(petition: Petition, submission: Submission) -> None:
-    petition_id = petition.id
     fields = asdict(submission)
     held = fields.pop("held")
+    now = utcnow()
+    row = {**fields, "petition_id": petition.id, "status": HELD if held else PENDING,
+           "mails_sent": 0 if held else 1, "created_at": now, "nonce": secrets.token_hex(8)}
+    session, engine = db.session, db.engine
+    session.commit()  # end whatever the petition's look-up began: this write is a transaction of its own
     try:
-        # Two plain INSERTs with prepared statements, no unit of work: the request every signer makes.
-        signature_id = db.session.execute(INSERT_SIGNATURE, {
-            "petition_id": petition_id, "status": HELD if held else PENDING, "mails_sent": 0 if held else 1,
-            **fields}).scalar_one()
+        # Plain Core statements on the session's connection: no unit of work on the request every signer makes.
+        if engine.dialect.name == "postgresql":
+            connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            connection.execute(INSERT_SIGNATURE if held else SIGN_AND_QUEUE, row)
+            session.commit()  # nothing to commit: it hands the connection back
+        else:
+            with _sqlite_writer(engine.url.database):
+                connection = session.connection()
+                signature_id = connection.execute(INSERT_SIGNATURE, row).scalar_one()
+                if not held:
+                    connection.execute(INSERT_MAIL, {"signature_id": signature_id, "kind": mail.CONFIRM,
+                                                     "created_at": now, "next_attempt_at": now})
+                session.commit()
     except IntegrityError:
-        db.session.rollback()
+        session.rollback()
         if not held:
-            _repeat(petition_id, submission.email_canonical)
+            _repeat(row["petition_id"], submission.email_canonical)
         return
-    if not held:
-        db.session.execute(INSERT_MAIL, {"signature_id": signature_id, "kind": mail.CONFIRM})
-    db.session.commit()
     if not held:
         mail.wake_sender()
 
