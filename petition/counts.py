@@ -34,24 +34,41 @@ def _cache() -> dict[int, tuple[float, Counts]]:
 
 
 def confirmed_counts(petition_id: int) -> Counts:
-    """Confirmed signatures of one petition, in total and by country."""
+    """Confirmed signatures of one petition, in total and by country.
+
+    When the cached numbers go stale, one thread counts again and the others keep answering with the last
+    numbers meanwhile: under load every thread of a worker would otherwise count a million rows at once."""
     ttl = current_app.config["COUNT_CACHE_SECONDS"]
     now = time.monotonic()
     cache = _cache()
     cached = cache.get(petition_id)
     if cached and cached[0] > now:
         return cached[1]
+    if ttl <= 0:
+        return _count(petition_id)
+    refreshing = current_app.extensions.setdefault("petition.counts-refreshing", set())
+    with _lock:
+        if cached and petition_id in refreshing:
+            return cached[1]
+        refreshing.add(petition_id)
+    try:
+        counts = _count(petition_id)
+        with _lock:
+            cache[petition_id] = (time.monotonic() + ttl, counts)
+    finally:
+        with _lock:
+            refreshing.discard(petition_id)
+    return counts
+
+
+def _count(petition_id: int) -> Counts:
     rows = db.session.execute(
         select(Signature.country, func.count())
         .where(Signature.petition_id == petition_id, Signature.status == CONFIRMED)
         .group_by(Signature.country)
         .order_by(Signature.country)
     ).all()
-    counts = Counts(total=sum(n for _, n in rows), by_country={country: n for country, n in rows})
-    if ttl > 0:
-        with _lock:
-            cache[petition_id] = (now + ttl, counts)
-    return counts
+    return Counts(total=sum(n for _, n in rows), by_country={country: n for country, n in rows})
 
 
 def confirmed_by_country_and_day(petition_id: int) -> list[tuple[str, str, int]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from petition import counts
@@ -96,3 +98,41 @@ def test_counts_are_cached_briefly_per_process(app, client):
     with app.app_context():
         counts.forget()
     assert client.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 1
+
+
+def test_stale_counts_are_counted_again_by_one_thread_while_others_answer(app, monkeypatch):
+    """At the moment the cache goes stale under load, one thread counts; the rest keep the last numbers."""
+    app.config["COUNT_CACHE_SECONDS"] = 60
+    add_signatures(app, [ROWS[0], ("GB", PENDING, None)])
+    with app.app_context():
+        petition_id = db.session.scalar(db.select(Petition.id).where(Petition.slug == "vadim-kuramshin"))
+        assert counts.confirmed_counts(petition_id).total == 1
+        numbers = app.extensions["petition.counts"][petition_id][1]
+        app.extensions["petition.counts"][petition_id] = (0.0, numbers)  # stale now
+        db.session.execute(db.update(Signature).values(status=CONFIRMED))  # one more confirmed
+        db.session.commit()
+    original, entered, release = counts._count, threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_count(pid):
+        calls.append(pid)
+        entered.set()
+        release.wait(10)
+        return original(pid)
+
+    monkeypatch.setattr(counts, "_count", slow_count)
+
+    def read() -> int:
+        with app.app_context():
+            return counts.confirmed_counts(petition_id).total
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        counting = pool.submit(read)
+        assert entered.wait(10)
+        others = [pool.submit(read) for _ in range(5)]
+        assert [f.result(timeout=10) for f in others] == [1] * 5  # the last numbers, at once
+        release.set()
+        assert counting.result(timeout=10) == 2
+    assert calls == [petition_id]  # counted once
+    with app.app_context():
+        assert counts.confirmed_counts(petition_id).total == 2  # and fresh for everyone after
