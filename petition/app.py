@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, abort, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, errors, inputs, layout, settings
+from . import cli, errors, inputs, layout, sessions, settings
 from .extensions import csrf, db, limiter, login_manager, migrate
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
@@ -26,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings.finish(config, instance)
 
     app = Flask(__name__, instance_path=str(instance))
+    app.session_interface = sessions.SessionInterface()
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,

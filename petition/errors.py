@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -87,16 +88,19 @@ def _unexpected_error(error: Exception):
                    "Something went wrong on our side. Please try again in a moment.")
 
 
+@lru_cache(maxsize=4)
+def _policy(shell) -> str:
+    scripts = " ".join(("'self'",) + (shell.script_hashes if shell else ()))  # the site frame's own scripts
+    return (f"default-src 'self'; script-src {scripts}; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+
+
 def _security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     # Links in e-mails carry tokens: never pass a URL on to another site (our own needs it for CSRF on HTTPS).
     headers.setdefault("Referrer-Policy", "same-origin")
-    shell = current_app.extensions["petition.shell"]
-    scripts = " ".join(("'self'",) + (shell.script_hashes if shell else ()))  # the site frame's own scripts
-    headers.setdefault("Content-Security-Policy",
-                       f"default-src 'self'; script-src {scripts}; object-src 'none'; base-uri 'none'; "
-                       "form-action 'self'; frame-ancestors 'none'")
+    headers.setdefault("Content-Security-Policy", _policy(current_app.extensions["petition.shell"]))
     if response.mimetype == "text/html":
         # Pages carry CSRF tokens and, behind links, a signer's own data: keep them out of every cache.
         headers.setdefault("Cache-Control", "no-store")
