@@ -14,9 +14,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
+from functools import reduce
 
 from openpyxl import Workbook
-from sqlalchemy import Select, String, case, cast, func, literal, select, update
+from sqlalchemy import Select, String, case, cast, func, literal, or_, select, update
 
 from . import countries
 from .extensions import db
@@ -40,11 +41,37 @@ def _seconds(column):
     return func.substr(cast(column, String), 1, 19)  # "YYYY-MM-DD HH:MM:SS", as both engines write them
 
 
-# The CSV's columns, made ready by the database: per row Python only adds the country's name.
-CSV_COLUMNS = (_neutralised(Signature.name), _neutralised(Signature.email), Signature.country,
-               _neutralised(Signature.postcode), _neutralised(Signature.comment),
-               case((Signature.public, "yes"), else_="no"), case((Signature.updates, "yes"), else_="no"),
-               Signature.status, _seconds(Signature.created_at), func.coalesce(_seconds(Signature.confirmed_at), ""))
+def _field(column):
+    """A text column as one CSV field, neutralised, and quoted only where Python's csv module would quote it
+    (a quote, comma or line break inside): the database builds the CSV, at C speed, for a million rows."""
+    text = _neutralised(column)
+    quoted = literal('"') + func.replace(text, '"', '""') + literal('"')
+    return case((or_(*(column.like(f"%{mark}%") for mark in ('"', ",", "\r", "\n"))), quoted), else_=text)
+
+
+def _joined(*parts):
+    return reduce(lambda left, right: left + literal(",") + right, parts)
+
+
+# The CSV line of a signature in three parts: the fields before the country's name, the country code (Python
+# puts the name in), the fields after it. Python then only joins strings: fetching ten values per row and
+# formatting them cost three times what the sqlite3 shell takes for the same rows.
+CSV_LINE = (_joined(_field(Signature.name), _field(Signature.email)),
+            Signature.country,
+            _joined(Signature.country, _field(Signature.postcode), _field(Signature.comment),
+                    case((Signature.public, "yes"), else_="no"), case((Signature.updates, "yes"), else_="no"),
+                    Signature.status, _seconds(Signature.created_at),
+                    func.coalesce(_seconds(Signature.confirmed_at), "")))
+
+
+def _csv_line(fields: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue()
+
+
+# Country names as CSV fields, quoted once ("Korea, Republic of").
+CSV_COUNTRY = {code: _csv_line([name]).rstrip("\r\n") for code, name in countries.NAMES.items()}
 
 
 @dataclass(frozen=True)
@@ -112,19 +139,11 @@ def finish(log_id: int, rows: int) -> None:
 
 def csv_chunks(petition: Petition, filters: Filters, log_id: int) -> Iterator[bytes]:
     """UTF-8 with a byte-order mark and CRLF, as spreadsheet programs expect; a chunk per 1000 rows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    buffer.write("\ufeff")
-    writer.writerow(HEADER)
-    names, rows = countries.NAMES, 0
-    for batch in _batches(petition, filters, CSV_COLUMNS):
-        writer.writerows((name, email, names.get(country, country), country, *rest)
-                         for name, email, country, *rest in batch)
+    yield ("\ufeff" + _csv_line(HEADER)).encode("utf-8")
+    names, rows = CSV_COUNTRY, 0
+    for batch in _batches(petition, filters, CSV_LINE):
+        yield "".join([f"{head},{names.get(code, code)},{tail}\r\n" for head, code, tail in batch]).encode("utf-8")
         rows += len(batch)
-        yield buffer.getvalue().encode("utf-8")
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
     finish(log_id, rows)
 
 
