@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -11,8 +12,13 @@ from .extensions import db
 from .models import Organiser, utcnow
 
 MIN_PASSWORD = 12
-# Checked against when the e-mail is unknown, so both refusals take the same time.
-_UNKNOWN = generate_password_hash("no organiser has this password", method="scrypt")
+
+
+@cache
+def _unknown() -> str:
+    """Checked against when the e-mail is unknown, so both refusals take the same time. Made on first use:
+    at import it cost every process a scrypt hash at start."""
+    return generate_password_hash("no organiser has this password", method="scrypt")
 
 
 class AccountError(ValueError):
@@ -71,7 +77,7 @@ def disable(email: str) -> None:
 def authenticate(email: str, password: str) -> Organiser | None:
     """The active organiser with this e-mail and password, or None: the caller cannot tell which was wrong."""
     organiser = find(email)
-    valid = check_password_hash(organiser.password_hash if organiser else _UNKNOWN, password)
+    valid = check_password_hash(organiser.password_hash if organiser else _unknown(), password)
     if organiser is None or not valid or not organiser.active:
         return None
     organiser.last_login_at = utcnow()
