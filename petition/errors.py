@@ -84,7 +84,7 @@ def _unexpected_error(error: Exception):
     if isinstance(error, HTTPException):  # pragma: no cover - routed to _http_error first
         return _http_error(error)
     log.exception("unexpected error on %s %s", request.method, request.path)
-    return _render(500, InternalServerError.name,
+    return _render(500, InternalServerError().name,
                    "Something went wrong on our side. Please try again in a moment.")
 
 

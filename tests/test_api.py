@@ -136,3 +136,38 @@ def test_stale_counts_are_counted_again_by_one_thread_while_others_answer(app, m
     assert calls == [petition_id]  # counted once
     with app.app_context():
         assert counts.confirmed_counts(petition_id).total == 2  # and fresh for everyone after
+
+
+def test_a_cached_count_is_answered_before_flask_with_the_same_bytes_and_headers(app, client):
+    app.config["COUNT_CACHE_SECONDS"] = 60
+    add_signatures(app, ROWS[:1])
+    first = client.get("/api/petitions/vadim-kuramshin")
+    assert first.status_code == 200 and first.json["signature_count"] == 1
+
+    def gone(**kwargs):
+        raise AssertionError("the view ran again")
+
+    app.view_functions["api.petition"] = gone  # from here on only the kept response can answer
+    again = client.get("/api/petitions/vadim-kuramshin")
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert sorted(again.headers.items()) == sorted(first.headers.items())
+    assert "Set-Cookie" not in again.headers and again.headers["Access-Control-Allow-Origin"] == "*"
+    head = client.head("/api/petitions/vadim-kuramshin")
+    assert head.status_code == 200 and head.get_data() == b"" and head.headers["ETag"] == first.headers["ETag"]
+    with app.app_context():
+        counts.forget()  # an organiser's change: nothing kept survives it
+    failed = client.get("/api/petitions/vadim-kuramshin")
+    assert failed.status_code == 500 and failed.json["error"] == "Internal Server Error"
+
+
+def test_conditional_requests_and_uncached_answers_take_the_full_path(app, client):
+    app.config["COUNT_CACHE_SECONDS"] = 60
+    first = client.get("/api/petitions/vadim-kuramshin")
+    revalidated = client.get("/api/petitions/vadim-kuramshin", headers={"If-None-Match": first.headers["ETag"]})
+    assert revalidated.status_code == 304 and revalidated.get_data() == b""
+    assert client.get("/api/petitions/nobody").status_code == 404
+    app.config["COUNT_CACHE_SECONDS"] = 0
+    with app.app_context():
+        counts.forget()
+    client.get("/api/petitions/vadim-kuramshin")
+    assert app.extensions.get("petition.api-responses") == {}  # with caching off, nothing is kept
