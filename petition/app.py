@@ -56,6 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request_funcs[None].remove(limiter._check_request_limit)
 
     from .api import bp as api_bp
+    from .api.responses import ReusedResponses
     from .organisers import bp as organisers_bp
     from .visitors import bp as visitors_bp
 
@@ -65,6 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     layout.install(app)
     errors.register(app)
     cli.register(app)
+    app.wsgi_app = ReusedResponses(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -87,7 +87,7 @@ def forget() -> None:
     """Drop this process's cached counts and what was rendered from them (API answers, sign pages)."""
     with _lock:
         _cache().clear()
-        for rendered in ("petition.api", "petition.sign-pages"):
+        for rendered in ("petition.api", "petition.api-responses", "petition.sign-pages"):
             current_app.extensions.get(rendered, {}).clear()
 
 

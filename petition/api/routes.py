@@ -16,7 +16,7 @@ from .. import counts
 from ..catalogue import petition_or_404
 from ..extensions import db
 from ..models import Petition
-from . import bp
+from . import bp, responses
 from .openapi import SPEC
 
 
@@ -39,7 +39,9 @@ def cached_json(key: str, build) -> Response:
     else:
         body = json.dumps(build(), separators=(",", ":")).encode()
         etag = hashlib.sha1(body).hexdigest()
-        cache[key] = (time.monotonic() + ttl, body, etag)
+        hit = cache[key] = (time.monotonic() + ttl, body, etag)
+    if ttl > 0:
+        responses.reusable_until(hit[0])  # the finished response too, until the numbers go stale
     response = Response(body, mimetype="application/json")
     response.set_etag(etag)
     return cacheable(response)
