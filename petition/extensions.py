@@ -27,6 +27,8 @@ login_manager = LoginManager()
 login_manager.login_view = "organisers.login"
 login_manager.login_message = "Please log in to see this page."
 login_manager.session_protection = "strong"
+
+
 class ThreadSafeMemoryStorage(MemoryStorage):
     """limits' ``memory://`` storage, whose expiry timer two threads can start at once ("threads can only be
     started once", a 500 for a signer under load; limits 5.8.0). Registered for the ``memory`` scheme,

@@ -28,8 +28,8 @@ _SIGNATURE = Signature.__table__
 _OUTBOX = OutboxMessage.__table__
 INSERT_SIGNATURE = insert(_SIGNATURE).returning(_SIGNATURE.c.id)
 INSERT_MAIL = insert(_OUTBOX)
-# PostgreSQL takes both rows in one statement, atomic on its own: one round trip instead of four
-# (BEGIN, two INSERTs, COMMIT), which under load is most of a signature's time.
+# PostgreSQL takes both rows in one statement, atomic on its own in autocommit: one round trip to the
+# database instead of four (BEGIN, two INSERTs, COMMIT).
 _NEW = (insert(_SIGNATURE)
         .values({column.name: bindparam(column.name, type_=column.type)
                  for column in _SIGNATURE.columns if column.name not in ("id", "confirmed_at", "purged_at")})
