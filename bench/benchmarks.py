@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from bench.baseline import create_schema  # noqa: E402
 GUNICORN = ["--workers", "3", "--worker-class", "sync", "--backlog", "512", "--chdir", str(ROOT)]
 SLUG = "vadim-kuramshin"
 CLIENTS = 16
+ROUNDS = 3  # each load run is split into this many turns of the service and its baseline
 NO_LIMITS = {"PETITION_SIGN_SOFT_LIMIT": "10000000 per hour", "PETITION_SIGN_HARD_LIMIT": "10000000 per hour"}
 
 
@@ -96,27 +98,38 @@ def rows_with_prefix(database_url: str, table: str, prefix: str) -> int:
     return number
 
 
+def alternate(mode: str, ours: tuple[int, str], base: tuple[int, str], seconds: float, label: str = "") -> dict:
+    """Load the service and its baseline in turns, ROUNDS times each, so that a drift of the machine falls on
+    both alike; the ratio is the median of the rounds' ratios."""
+    runs: dict[str, list[load.Result]] = {"ours": [], "base": []}
+    for round_ in range(ROUNDS):
+        for side, (port, path) in (("ours", ours), ("base", base)):
+            runs[side].append(load.run(mode, port, path, CLIENTS, seconds / ROUNDS, tag=f"{side}{label}r{round_}c"))
+    ratios = [o.completed / o.seconds / (b.completed / b.seconds) for o, b in zip(runs["ours"], runs["base"])]
+    return {"ours": load.merged(runs["ours"]), "base": load.merged(runs["base"]),
+            "ratio": round(statistics.median(ratios), 2), "round_ratios": [round(r, 2) for r in ratios]}
+
+
 def measure_signing(database_url: str, instance: Path, seconds: float, label: str) -> dict:
     env = service_env(database_url, instance, NO_LIMITS)
     petition_cli(env, "db", "upgrade")
     petition_cli(env, "sync")
-    with gunicorn("petition:create_app()", env) as port:
-        load.run("sign", port, f"/petitions/{SLUG}/sign", CLIENTS, 2, tag=f"warm{label}")
-        ours = load.run("sign", port, f"/petitions/{SLUG}/sign", CLIENTS, seconds, tag=f"ours{label}")
-    ours_rows = rows_with_prefix(database_url, "signature", f"ours{label}")
-
     baseline_url = (database_url.replace("/petition_", "/baseline_") if "postgresql" in database_url
                     else database_url.replace(".sqlite3", "-baseline.sqlite3"))
     create_schema(baseline_url)
-    with gunicorn("bench.baseline:form_app()", {**env, "BASELINE_DATABASE_URL": baseline_url}) as port:
-        load.run("sign", port, "/sign", CLIENTS, 2, tag=f"warmbase{label}")
-        base = load.run("sign", port, "/sign", CLIENTS, seconds, tag=f"base{label}")
+    with gunicorn("petition:create_app()", env) as ours_port, \
+            gunicorn("bench.baseline:form_app()", {**env, "BASELINE_DATABASE_URL": baseline_url}) as base_port:
+        load.run("sign", ours_port, f"/petitions/{SLUG}/sign", CLIENTS, 2, tag=f"warm{label}")
+        load.run("sign", base_port, "/sign", CLIENTS, 2, tag=f"warmbase{label}")
+        figures = alternate("sign", (ours_port, f"/petitions/{SLUG}/sign"), (base_port, "/sign"), seconds, label)
+    ours, base = figures["ours"], figures["base"]
+    ours_rows = rows_with_prefix(database_url, "signature", f"ours{label}")
     base_rows = rows_with_prefix(baseline_url, "signature", f"base{label}")
     return {
         "engine": label, "clients": CLIENTS,
         "service": {**ours.summary(), "rows": ours_rows, "rows_match_accepted": ours_rows == len(ours.accepted)},
         "baseline": {**base.summary(), "rows": base_rows, "rows_match_accepted": base_rows == len(base.accepted)},
-        "ratio": round(ours.completed / ours.seconds / (base.completed / base.seconds), 2),
+        "ratio": figures["ratio"], "round_ratios": figures["round_ratios"],
         "targets": {"ratio_at_least": 0.6, "p99_ms_below": 100, "errors": 0},
     }
 
@@ -144,16 +157,14 @@ def seed_million(database: Path, counts: dict[str, int]) -> None:
 
 def measure_count_api(database_url: str, instance: Path, seconds: float) -> dict:
     env = service_env(database_url, instance)
-    with gunicorn("petition:create_app()", env) as port:
-        load.run("get", port, f"/api/petitions/{SLUG}", CLIENTS, 2)
-        ours = load.run("get", port, f"/api/petitions/{SLUG}", CLIENTS, seconds)
-        body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/petitions/{SLUG}").read())
-    with gunicorn("bench.baseline:hello_app()", env) as port:
-        load.run("get", port, "/hello", CLIENTS, 2)
-        base = load.run("get", port, "/hello", CLIENTS, seconds)
-    return {"signatures": body["signature_count"], "service": ours.summary(), "baseline": base.summary(),
-            "ratio": round(ours.completed / ours.seconds / (base.completed / base.seconds), 2),
-            "targets": {"ratio_at_least": 0.8}}
+    with gunicorn("petition:create_app()", env) as ours_port, gunicorn("bench.baseline:hello_app()", env) as base_port:
+        load.run("get", ours_port, f"/api/petitions/{SLUG}", CLIENTS, 2)
+        load.run("get", base_port, "/hello", CLIENTS, 2)
+        figures = alternate("get", (ours_port, f"/api/petitions/{SLUG}"), (base_port, "/hello"), seconds)
+        body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ours_port}/api/petitions/{SLUG}").read())
+    return {"signatures": body["signature_count"], "service": figures["ours"].summary(),
+            "baseline": figures["base"].summary(), "ratio": figures["ratio"],
+            "round_ratios": figures["round_ratios"], "targets": {"ratio_at_least": 0.8}}
 
 
 def timed(command: list[str], output: Path, env: dict | None = None) -> tuple[float, int]:
@@ -217,7 +228,8 @@ def measure_site(counts: list[int], workdir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15, help="Length of each load run.")
+    parser.add_argument("--seconds", type=float, default=15,
+                        help="Length of each load run, split into turns of the service and its baseline.")
     parser.add_argument("--rows", type=int, default=1_000_000, help="Signatures for the count and export runs.")
     parser.add_argument("--only", choices=["signing", "count", "export", "site"], action="append")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")

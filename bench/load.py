@@ -106,6 +106,19 @@ def _get_loop(port: int, path: str, stop: float, result: Result, lock: threading
     connection.close()
 
 
+def merged(results: list[Result]) -> Result:
+    """Several runs against one server as one."""
+    total = Result()
+    for result in results:
+        total.seconds += result.seconds
+        total.completed += result.completed
+        total.errors += result.errors
+        total.latencies += result.latencies
+        total.accepted += result.accepted
+        total.first_errors += result.first_errors[:3 - len(total.first_errors)]
+    return total
+
+
 def run(mode: str, port: int, path: str, clients: int = 16, seconds: float = 15.0, tag: str = "load") -> Result:
     result, lock = Result(), threading.Lock()
     stop = time.monotonic() + seconds
