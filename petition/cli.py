@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
-from flask_migrate import upgrade
 
 from . import accounts, catalogue, embedded, exports, mail
 from .catalogue import petition_or_404

@@ -245,6 +245,29 @@ def test_the_csv_the_database_builds_is_what_pythons_csv_module_writes(app):
     assert b'"Palestine, State of"' in got  # a country name with a comma, quoted too
 
 
+def test_csv_chunks_and_cells_holding_the_separators(app, monkeypatch):
+    """Rows are read a few at a time; a chunk whose cells hold the characters the database separates cells and
+    rows with is written the slow way, and every chunk still equals csv.writer's lines."""
+    from petition import exports
+
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
+    comments = ["one", "two, with comma", "three", "four\x1fhas FIELD", "five", "six\x1erow", "seven", "=8"]
+    with app.app_context():
+        petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        for n, comment in enumerate(comments):
+            db.session.add(Signature(petition_id=petition.id, name=f"Signer {n}", email=f"s{n}@example.org",
+                                     email_canonical=f"s{n}@example.org", country="KZ", postcode="", comment=comment,
+                                     public=False, updates=False, status=CONFIRMED, confirmed_at=datetime(2026, 11, 2)))
+        db.session.commit()
+        filters = exports.Filters(status="all")
+        chunks = list(exports.csv_chunks(petition, filters, exports.begin("t", petition, "signatures", "csv", {})))
+        expected = [[cell.isoformat(sep=" ") if isinstance(cell, datetime) else "" if cell is None else cell
+                     for cell in row] for row in exports._typed_rows(petition, filters)]
+    assert len(chunks) == 1 + -(-len(expected) // 3)  # the header, then a chunk per three rows
+    assert list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))[1:] == expected
+    assert [row[5] for row in expected][-8:] == comments[:-1] + ["'=8"]
+
+
 @pytest.mark.parametrize("query, expected", [
     ("status=all", 5),
     ("status=confirmed&country=KZ", 2),
