@@ -64,6 +64,7 @@ def send_mail(loop: bool, interval: float) -> None:
 def serve(host: str, port: int, threads: int) -> None:
     """The embedded run: migrate, load the petitions, send mail in the background, serve."""
     import waitress
+    from flask_migrate import upgrade
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
