@@ -89,19 +89,17 @@ def sign(petition: Petition, submission: Submission) -> None:
     session, engine = db.session, db.engine
     session.commit()  # end whatever the petition's look-up began: this write is a transaction of its own
     try:
-        # Plain Core statements on the session's connection: no unit of work on the request every signer makes.
+        # Plain Core statements on a pool connection of their own: no session, no unit of work, on the
+        # request every signer makes.
         if engine.dialect.name == "postgresql":
-            connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            connection.execute(INSERT_SIGNATURE if held else SIGN_AND_QUEUE, row)
-            session.commit()  # nothing to commit: it hands the connection back
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(INSERT_SIGNATURE if held else SIGN_AND_QUEUE, row)
         else:
-            with _sqlite_writer(engine.url.database):
-                connection = session.connection()
+            with _sqlite_writer(engine.url.database), engine.begin() as connection:
                 signature_id = connection.execute(INSERT_SIGNATURE, row).scalar_one()
                 if not held:
                     connection.execute(INSERT_MAIL, {"signature_id": signature_id, "kind": mail.CONFIRM,
                                                      "created_at": now, "next_attempt_at": now})
-                session.commit()
     except IntegrityError:
         session.rollback()
         if not held:

@@ -56,6 +56,11 @@ class ValidEmail:
 
 
 class SignForm(FlaskForm):
+    class Meta:
+        # CSRFProtect checks the token of every POST before any view runs; the template writes it. A form
+        # field of its own would sign a second token on every signature only to be thrown away.
+        csrf = False
+
     name = StringField(
         "Full name",
         validators=[Clean(), DataRequired("Enter your full name."),
