@@ -110,7 +110,8 @@ def signatures(petition: Petition, filters: Filters, columns=COLUMNS) -> Select:
     return query
 
 
-def _batches(petition: Petition, filters: Filters, first: int | None = None, last: int | None = None) -> Iterator[list]:
+def _batches(petition: Petition, filters: Filters, first: int | None = None,
+             last: int | None = None) -> Iterator[list]:
     """The selected rows (those with ids from ``first`` to ``last``, if given), CHUNK at a time, through Core
     (no ORM bookkeeping per row)."""
     query = signatures(petition, filters)
@@ -120,7 +121,8 @@ def _batches(petition: Petition, filters: Filters, first: int | None = None, las
     yield from result.partitions()
 
 
-def _typed_rows(petition: Petition, filters: Filters, first: int | None = None, last: int | None = None) -> Iterator[list]:
+def _typed_rows(petition: Petition, filters: Filters, first: int | None = None,
+                last: int | None = None) -> Iterator[list]:
     """Rows for a workbook: neutralised text, real dates."""
     names = countries.NAMES
     for batch in _batches(petition, filters, first, last):

@@ -256,8 +256,9 @@ def test_csv_chunks_and_cells_holding_the_separators(app, monkeypatch):
         petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
         for n, comment in enumerate(comments):
             db.session.add(Signature(petition_id=petition.id, name=f"Signer {n}", email=f"s{n}@example.org",
-                                     email_canonical=f"s{n}@example.org", country="KZ", postcode="", comment=comment,
-                                     public=False, updates=False, status=CONFIRMED, confirmed_at=datetime(2026, 11, 2)))
+                                     email_canonical=f"s{n}@example.org", country="KZ", postcode="",
+                                     comment=comment, public=False, updates=False, status=CONFIRMED,
+                                     confirmed_at=datetime(2026, 11, 2)))
         db.session.commit()
         filters = exports.Filters(status="all")
         chunks = list(exports.csv_chunks(petition, filters, exports.begin("t", petition, "signatures", "csv", {})))
