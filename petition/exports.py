@@ -1,6 +1,6 @@
 """Signer lists and organisers' counts as files: streamed, spreadsheet-safe, and audited.
 
-A signer list is read row by row from the database and written out as it is read, so a million
+A signer list is read a chunk of rows at a time and written out as it is read, so a million
 signatures take no more memory than a thousand. Every cell that a spreadsheet program could take for a
 formula is neutralised. Every export is recorded in ``ExportLog`` before its first byte leaves.
 """
@@ -60,14 +60,13 @@ def _seconds(column):
 def _country_names(connection) -> FromClause:
     """Country code -> name, for the database to join. SQLite gets a temporary table (with a key: it would
     scan a list of values once per row); PostgreSQL hashes a list of values."""
-    rows = [{"code": code, "name": name} for code, name in countries.NAMES.items()]
     if connection.dialect.name != "sqlite":
-        return values(column("code", String), column("name", String), name="country_name").data(
-            [(row["code"], row["name"]) for row in rows])
+        return values(column("code", String), column("name", String), name="country_name").data(countries.COUNTRIES)
     table = Table("export_country_name", MetaData(), Column("code", String, primary_key=True),
                   Column("name", String, nullable=False), prefixes=["TEMPORARY"], sqlite_with_rowid=False)
     table.create(connection, checkfirst=True)  # per connection, and kept with it
-    connection.execute(insert(table).prefix_with("OR REPLACE"), rows)
+    connection.execute(insert(table).prefix_with("OR REPLACE"),
+                       [{"code": code, "name": name} for code, name in countries.COUNTRIES])
     return table
 
 

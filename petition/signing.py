@@ -86,8 +86,8 @@ def sign(petition: Petition, submission: Submission) -> None:
     now = utcnow()
     row = {**fields, "petition_id": petition.id, "status": HELD if held else PENDING,
            "mails_sent": 0 if held else 1, "created_at": now, "nonce": secrets.token_hex(8)}
-    session, engine = db.session, db.engine
-    session.commit()  # end whatever the petition's look-up began: this write is a transaction of its own
+    engine = db.engine
+    db.session.commit()  # end whatever the petition's look-up began: this write is a transaction of its own
     try:
         # Plain Core statements on a pool connection of their own: no session, no unit of work, on the
         # request every signer makes.
@@ -100,8 +100,7 @@ def sign(petition: Petition, submission: Submission) -> None:
                 if not held:
                     connection.execute(INSERT_MAIL, {"signature_id": signature_id, "kind": mail.CONFIRM,
                                                      "created_at": now, "next_attempt_at": now})
-    except IntegrityError:
-        session.rollback()
+    except IntegrityError:  # the connection rolled its own transaction back
         if not held:
             _repeat(row["petition_id"], submission.email_canonical)
         return
