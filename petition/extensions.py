@@ -2,6 +2,7 @@
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from flask_limiter import Limiter
@@ -30,19 +31,31 @@ login_manager.session_protection = "strong"
 
 
 class ThreadSafeMemoryStorage(MemoryStorage):
-    """limits' ``memory://`` storage, whose expiry timer two threads can start at once ("threads can only be
-    started once", a 500 for a signer under load; limits 5.8.0). Registered for the ``memory`` scheme,
-    it takes that scheme's place."""
+    """limits' ``memory://`` storage, swept for expired keys in the caller, at most once a ``SWEEP_SECONDS``.
+
+    The library's own starts a timer thread 10 ms after almost every hit to do that sweep: a new thread for
+    most signatures under load (a sixth of a worker's time), and two threads could start one timer at once
+    ("threads can only be started once", a 500 for a signer; limits 5.8.0). A counter past its expiry is
+    reset when it is next read whether swept or not, so the sweep only frees memory. Registered for the
+    ``memory`` scheme, this class takes that scheme's place."""
 
     STORAGE_SCHEME = ["memory"]
+    SWEEP_SECONDS = 1.0
 
     def __init__(self, *args, **kwargs) -> None:
-        self._timer_lock = threading.Lock()
+        self._sweeping = threading.Lock()
+        self._next_sweep = 0.0
         super().__init__(*args, **kwargs)
 
     def _MemoryStorage__schedule_expiry(self) -> None:  # the private method the base class calls
-        with self._timer_lock:
-            super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+        now = time.monotonic()
+        if now < self._next_sweep or not self._sweeping.acquire(blocking=False):
+            return  # not due, or another thread is sweeping
+        try:
+            self._next_sweep = now + self.SWEEP_SECONDS
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        finally:
+            self._sweeping.release()
 
 
 # Limits are declared where they apply (login, and later signing); storage is set by the app factory.

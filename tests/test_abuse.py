@@ -68,34 +68,26 @@ def test_past_the_hard_limit_a_clear_429_with_retry_after(app, client):
     assert client.get(SIGN).status_code == 200  # reading is never limited
 
 
-def test_memory_limits_hold_when_many_threads_hit_them_at_once():
-    """limits' own memory storage lets two threads start one expiry timer ("threads can only be started
-    once"): a 500 for a signer now and then under load. The storage ``memory://`` now gives must not."""
+def test_memory_limits_hold_when_many_threads_hit_them_at_once(monkeypatch):
+    """limits' own memory storage starts a timer thread after almost every hit, and two threads could start
+    one timer at once ("threads can only be started once"): a 500 for a signer now and then under load.
+    The storage ``memory://`` now gives counts exactly and starts no thread."""
     from limits.storage import storage_from_string
     from limits.strategies import FixedWindowRateLimiter
 
     from petition.extensions import ThreadSafeMemoryStorage
 
-    given = type(storage_from_string("memory://"))
-    assert issubclass(given, ThreadSafeMemoryStorage)
-
-    class Widened(given):  # type: ignore[valid-type,misc]
-        """Reading the timer takes a moment: the gap the race needs, from rare to near certain."""
-
-        @property
-        def timer(self):
-            time.sleep(0.001)
-            return self._timer
-
-        @timer.setter
-        def timer(self, value):
-            self._timer = value
-
-    limiter = FixedWindowRateLimiter(Widened())
+    storage = storage_from_string("memory://")
+    assert isinstance(storage, ThreadSafeMemoryStorage)
+    storage.SWEEP_SECONDS = 0  # sweep on every hit: the most chances for threads to meet in it
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self) or real_start(self))
+    limiter = FixedWindowRateLimiter(storage)
     item = limits.parse("1000000 per hour")
     failures: list[BaseException] = []
     hooks = threading.excepthook, sys.unraisablehook
-    threading.excepthook = sys.unraisablehook = lambda args: failures.append(args.exc_value)  # timer threads
+    threading.excepthook = sys.unraisablehook = lambda args: failures.append(args.exc_value)
     start = threading.Barrier(8)
 
     def hammer() -> None:
@@ -115,6 +107,25 @@ def test_memory_limits_hold_when_many_threads_hit_them_at_once():
     finally:
         threading.excepthook, sys.unraisablehook = hooks
     assert failures == []
+    assert started == threads  # the hammering threads, and not one timer
+    assert [limiter.get_window_stats(item, "sign-soft", str(n)).remaining for n in (0, 99)] == [1000000 - 8] * 2
+
+
+def test_memory_limits_forget_expired_senders():
+    """Without a timer the storage still sweeps: expired counters leave memory on a later hit."""
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+
+    storage = storage_from_string("memory://")
+    storage.SWEEP_SECONDS = 0.2
+    limiter = FixedWindowRateLimiter(storage)
+    short, long = limits.parse("5 per 1 second"), limits.parse("5 per 1 hour")
+    limiter.hit(short, "sign-soft", "198.51.100.1")
+    limiter.hit(long, "sign-soft", "198.51.100.2")
+    assert len(storage.storage) == 2
+    time.sleep(2.1)  # past the one-second window, whichever second it began in
+    limiter.hit(long, "sign-soft", "198.51.100.3")
+    assert len(storage.storage) == 2 and not any("198.51.100.1" in key for key in storage.expirations)
 
 
 def test_the_honeypot_holds_a_bots_post_and_is_invisible(app, client):
