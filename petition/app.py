@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, abort, request
+from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, errors, inputs, layout, sessions, settings
@@ -51,9 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Organisers' pages only: a signer's request never loads a user (nor touches the session for it).
     login_manager.init_app(app, add_context_processor=False)
     limiter.init_app(app)
-    # Flask-Limiter also checks every request in a before_request hook, limit or none. The decorated views
-    # (signing, login) check their own limits, so the hook only cost the count API a third of its time.
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    _drop_idle_limiter_hooks(app)
 
     from .api import bp as api_bp
     from .api.responses import ReusedResponses
@@ -68,6 +67,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     cli.register(app)
     app.wsgi_app = ReusedResponses(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _drop_idle_limiter_hooks(app: Flask) -> None:
+    """Flask-Limiter hooks into every request, limit or none. The views that have limits (login, by its
+    decorator; signing, in the view) check them themselves, so its before_request hook only cost the count API
+    a third of its time. Its after_request hook writes rate-limit headers, which are off, and applies
+    ``deduct_when`` limits, which there are none of; its teardown drops state kept on the request context,
+    which goes with the request anyway."""
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    app.after_request_funcs[None] = [hook for hook in app.after_request_funcs[None]
+                                     if getattr(hook, "func", None) is not Limiter._Limiter__inject_headers]
+    app.teardown_request_funcs[None].remove(limiter._Limiter__release_context)
 
 
 def _refuse_undecodable_forms() -> None:

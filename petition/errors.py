@@ -96,12 +96,23 @@ def _policy(shell) -> str:
 
 
 def _security_headers(response: Response) -> Response:
+    """The headers every answer carries, unless a view set its own. (One pass over the few headers there
+    are: ``Headers.setdefault`` looks each name up by raising and catching a KeyError when it is absent.)"""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Links in e-mails carry tokens: never pass a URL on to another site (our own needs it for CSRF on HTTPS).
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Content-Security-Policy", _policy(current_app.extensions["petition.shell"]))
-    if response.mimetype == "text/html":
-        # Pages carry CSRF tokens and, behind links, a signer's own data: keep them out of every cache.
-        headers.setdefault("Cache-Control", "no-store")
+    present = {name.lower() for name, _ in headers.items()}
+    policy = _policy(current_app.extensions["petition.shell"])
+    defaults = _HTML_DEFAULTS if response.mimetype == "text/html" else _DEFAULTS
+    for name, value in defaults:
+        if name.lower() not in present:
+            headers.add(name, value if value is not None else policy)
     return response
+
+
+_DEFAULTS = (
+    ("X-Content-Type-Options", "nosniff"),
+    # Links in e-mails carry tokens: never pass a URL on to another site (our own needs it for CSRF on HTTPS).
+    ("Referrer-Policy", "same-origin"),
+    ("Content-Security-Policy", None),  # the policy, which depends on the site's frame
+)
+# Pages carry CSRF tokens and, behind links, a signer's own data: keep them out of every cache.
+_HTML_DEFAULTS = (*_DEFAULTS, ("Cache-Control", "no-store"))

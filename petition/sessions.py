@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
@@ -9,7 +11,11 @@ from itsdangerous import URLSafeTimedSerializer
 
 class SessionInterface(SecureCookieSessionInterface):
     """The count API never reads or writes a session, so its requests get none; the serializer (rebuilt
-    by Flask for every read and every write) is built once per key."""
+    by Flask for every read and every write) is built once per key. Its HMACs use OpenSSL's SHA-1 directly:
+    Flask's lazy wrapper around it (there so that Flask imports where SHA-1 is barred) makes Python's ``hmac``
+    take its pure-Python path, four times a signer. The signatures are the same."""
+
+    digest_method = staticmethod(hashlib.sha1)
 
     def __init__(self) -> None:
         self._serializers: dict[tuple, URLSafeTimedSerializer] = {}

@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, literal, select, update
@@ -81,13 +81,16 @@ def _sqlite_writer(database: str | None) -> Iterator[None]:
 
 def sign(petition: Petition, submission: Submission) -> None:
     """Record a signature (or a repeat) and queue the e-mail it warrants; answers nothing on purpose."""
-    fields = asdict(submission)
+    fields = dict(vars(submission))  # flat values: dataclasses.asdict would deep-copy each one
     held = fields.pop("held")
     now = utcnow()
     row = {**fields, "petition_id": petition.id, "status": HELD if held else PENDING,
            "mails_sent": 0 if held else 1, "created_at": now, "nonce": secrets.token_hex(8)}
     engine = db.engine
-    db.session.commit()  # end whatever the petition's look-up began: this write is a transaction of its own
+    # A petition looked up afresh began a read: end it, this write is a transaction of its own. (Asked
+    # without making a session: on the usual request, petition cached, there is none to make or close.)
+    if db.session.registry.has() and db.session().in_transaction():
+        db.session.commit()
     try:
         # Plain Core statements on a pool connection of their own: no session, no unit of work, on the
         # request every signer makes.
