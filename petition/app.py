@@ -11,7 +11,7 @@ from flask import Flask, abort, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, errors, inputs, layout, sessions, settings
+from . import cli, errors, inputs, layout, sessions, settings, signing
 from .extensions import csrf, db, limiter, login_manager, migrate
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
@@ -38,9 +38,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RATELIMIT_HEADERS_ENABLED=False,  # Retry-After is set where it means something (429 and 503)
     )
     app.config.update(config)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite"):
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
         options.setdefault("connect_args", {}).setdefault("timeout", 30)  # seconds a writer waits its turn
+    elif uri.startswith("postgresql"):
+        # Signing writes in one statement, atomic by itself, on connections that are in autocommit from
+        # the start: the pool's ping and the write would otherwise switch a connection's mode four times.
+        app.config.setdefault("SQLALCHEMY_BINDS", {})[signing.AUTOCOMMIT] = {
+            "url": uri, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": True}
     if app.config["TRUSTED_PROXIES"]:  # behind nginx: the client's scheme and host, as nginx saw them
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
@@ -62,6 +68,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(visitors_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(organisers_bp)
+    # Flask-Login looks at its remember-me cookie after every request; only organisers log in and out.
+    app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
+    app.after_request_funcs.setdefault(organisers_bp.name, []).append(login_manager._update_remember_cookie)
     layout.install(app)
     errors.register(app)
     cli.register(app)

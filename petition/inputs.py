@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 # Bidirectional embeddings, overrides and isolates can make a name display as something else.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -51,8 +51,10 @@ def undecodable_form(body: bytes) -> bool:
 
     The form parser would otherwise drop the whole form (raw bytes) or keep ``%FF`` as literal text.
     """
+    # Decoded whole rather than field by field: "&" and "=" are ASCII, never part of a multi-byte sequence,
+    # so the whole body is UTF-8 exactly when every name and value in it is.
     try:
-        parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
+        unquote_to_bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
         return True
     return False

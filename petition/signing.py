@@ -29,7 +29,9 @@ _OUTBOX = OutboxMessage.__table__
 INSERT_SIGNATURE = insert(_SIGNATURE).returning(_SIGNATURE.c.id)
 INSERT_MAIL = insert(_OUTBOX)
 # PostgreSQL takes both rows in one statement, atomic on its own in autocommit: one round trip to the
-# database instead of four (BEGIN, two INSERTs, COMMIT).
+# database instead of four (BEGIN, two INSERTs, COMMIT). The app factory binds this key to an engine of
+# autocommit connections to the same database.
+AUTOCOMMIT = "autocommit"
 _NEW = (insert(_SIGNATURE)
         .values({column.name: bindparam(column.name, type_=column.type)
                  for column in _SIGNATURE.columns if column.name not in ("id", "confirmed_at", "purged_at")})
@@ -95,7 +97,7 @@ def sign(petition: Petition, submission: Submission) -> None:
         # Plain Core statements on a pool connection of their own: no session, no unit of work, on the
         # request every signer makes.
         if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            with db.engines[AUTOCOMMIT].connect() as connection:
                 connection.execute(INSERT_SIGNATURE if held else SIGN_AND_QUEUE, row)
         else:
             with _sqlite_writer(engine.url.database), engine.begin() as connection:

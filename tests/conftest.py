@@ -133,7 +133,8 @@ def app(tmp_path: Path, database_url: str, petitions_dir: Path):
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():  # the default and, on PostgreSQL, the signing writes' own
+            engine.dispose()
 
 
 @pytest.fixture

@@ -227,20 +227,19 @@ def test_the_signing_request_only_inserts(app, client):
     """No shared row is written when signing: only INSERTs into signature and outbox (on PostgreSQL both in
     one statement)."""
     from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
     statements: list[str] = []
     token = csrf_token(client, SIGN)
-    with app.app_context():
-        engine = db.engine
 
-        def record(conn, cursor, statement, *args):
-            statements.append(" ".join(statement.split()).upper())
+    def record(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()).upper())
 
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            assert client.post(SIGN, data={**VALID, "csrf_token": token}).status_code == 303
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+    event.listen(Engine, "before_cursor_execute", record)  # every engine: the signing writes have their own
+    try:
+        assert client.post(SIGN, data={**VALID, "csrf_token": token}).status_code == 303
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
     assert not [s for s in statements if "UPDATE " in s or "DELETE " in s], statements
     inserts = [table for s in statements for table in re.findall(r"INSERT INTO (\w+)", s)]
     assert inserts == ["SIGNATURE", "OUTBOX"], statements
