@@ -12,7 +12,7 @@ from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, errors, inputs, layout, sessions, settings, signing
-from .extensions import csrf, db, limiter, login_manager, migrate
+from .extensions import csrf, db, limiter, login_manager
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -52,7 +52,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     db.init_app(app)
-    migrate.init_app(app, db)
     app.before_request(_refuse_undecodable_forms)  # first: before CSRFProtect parses the form
     csrf.init_app(app)
     # Organisers' pages only: a signer's request never loads a user (nor touches the session for it).

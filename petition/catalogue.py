@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import markdown
 from flask import abort, current_app
 from sqlalchemy import select
 
@@ -16,6 +15,8 @@ from .models import Petition
 
 def render(body: str) -> str:
     """The petition text as HTML; the same extensions the site uses for lists and attributes."""
+    import markdown  # only ``petition sync`` renders: not imported by every command and worker
+
     return markdown.markdown(body, extensions=["extra", "sane_lists"])
 
 

@@ -18,11 +18,27 @@ from flask.cli import FlaskGroup, with_appcontext
 from . import accounts, catalogue, embedded, exports, mail
 from .catalogue import petition_or_404
 from .declarations import DeclarationError
+from .extensions import init_migrations
 
 
 def register(app: Flask) -> None:
     for command in (serve, sync, send_mail, organiser, export, purge, backup, restore):
         app.cli.add_command(command)
+    app.cli.add_command(_Migrations(app))
+
+
+class _Migrations(click.Group):
+    """``petition db``: Flask-Migrate's command group, imported and set up only when it is invoked."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__("db", help="Migrate the database (Flask-Migrate): upgrade, downgrade, current, ...")
+        self.app = app
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        init_migrations(self.app)
+        from flask_migrate.cli import db
+
+        return db.make_context(info_name, args, parent=parent, **extra)  # the context runs that group
 
 
 def _sync() -> None:
@@ -70,6 +86,7 @@ def serve(host: str, port: int, threads: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not os.environ.get("PETITION_BASE_URL"):  # links in e-mails must reach this server
         app.config["BASE_URL"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    init_migrations(app)
     upgrade()
     _sync()
     mail.start_sender(app)

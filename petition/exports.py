@@ -17,7 +17,6 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import (Column, FromClause, LargeBinary, MetaData, Select, String, Table, bindparam, case, cast, column,
                         func, insert, literal, literal_column, select, update, values)
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from . import countries
 from .extensions import db
@@ -176,8 +175,12 @@ def _csv_texts(petition: Petition, filters: Filters) -> Iterator[tuple[bytes, in
             .outerjoin(names, names.c.code == Signature.country)
             .where(Signature.id > bindparam("last")).limit(CHUNK_ROWS).subquery())
     # PostgreSQL is told the order; SQLite's group_concat keeps that of the ordered subquery it reads.
-    text = (func.convert_to(func.string_agg(page.c.line, aggregate_order_by(_sql(""), page.c.id)), _sql("UTF8"))
-            if postgres else cast(func.group_concat(page.c.line, _sql("")), LargeBinary))
+    if postgres:
+        from sqlalchemy.dialects.postgresql import aggregate_order_by  # imported only here: 70 ms of every start
+
+        text = func.convert_to(func.string_agg(page.c.line, aggregate_order_by(_sql(""), page.c.id)), _sql("UTF8"))
+    else:
+        text = cast(func.group_concat(page.c.line, _sql("")), LargeBinary)
     chunk_query = select(text, func.count(), func.min(page.c.id), func.max(page.c.id))
     last = 0
     while True:

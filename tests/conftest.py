@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 import pg_cluster
 from petition import create_app
-from petition.extensions import db
+from petition.extensions import db, init_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_PETITIONS = ROOT / "docs" / "en" / "petitions"
@@ -121,6 +121,7 @@ def app(tmp_path: Path, database_url: str, petitions_dir: Path):
         "SITE_DIR": str(tmp_path / "no-site"),  # the plain frame; tests of the site's frame build one
         "COUNT_CACHE_SECONDS": 0,
     })
+    init_migrations(app)
     with app.app_context():
         upgrade()
         from petition import catalogue

@@ -62,6 +62,23 @@ def test_the_console_script_refuses_production_without_secrets(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_migrations_are_loaded_only_for_the_db_commands(tmp_path):
+    """Flask-Migrate brings Alembic, a quarter of a second at every start: the app factory (every command,
+    every worker) goes without, and ``petition db`` still has all of Flask-Migrate's commands and options."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env.update(PETITION_INSTANCE_PATH=str(tmp_path), PETITION_SECRET_KEY="test", PETITION_SITE_DIR=str(tmp_path))
+    probe = ("import sys, petition; petition.create_app(); "
+             "print(sorted(m for m in sys.modules if m.startswith(('alembic', 'flask_migrate'))))")
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+    upgraded = subprocess.run([str(PETITION), "db", "upgrade"], env=env, capture_output=True, text=True)
+    assert upgraded.returncode == 0, upgraded.stderr
+    migrations = Path(__file__).parent.parent / "petition" / "migrations"  # the group's own option works
+    current = subprocess.run([str(PETITION), "db", "--directory", str(migrations), "current"], env=env,
+                             capture_output=True, text=True)
+    assert current.returncode == 0 and "(head)" in current.stdout, current.stderr
+
+
 @pytest.mark.slow
 def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path, built_site):
     """The README's promise: serve, sign, find the link in instance/outbox/, confirm, count."""

@@ -39,7 +39,9 @@ def test_a_locked_sqlite_database_answers_503_then_recovers(tmp_path, petitions_
         from flask_migrate import upgrade
 
         from petition import catalogue
+        from petition.extensions import init_migrations
 
+        init_migrations(app)
         upgrade()
         catalogue.sync(petitions_dir)
     client = app.test_client()
