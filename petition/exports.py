@@ -46,9 +46,13 @@ def _sql(value: str | int):
 
 
 def _neutralised(column, postgres: bool):
-    """``neutralise`` done by the database, on the first character's code point (cheaper than a substring)."""
+    """``neutralise`` done by the database, on the first character's code point (cheaper than a substring).
+    Every formula character is at most U+0040 and nearly every cell begins above it (a letter): one
+    comparison settles those, and only the rest are looked up in the list (which halves the cost)."""
     first = (func.ascii if postgres else func.unicode)(column)
-    return case((first.in_([_sql(ord(char)) for char in sorted(FORMULA_FIRST)]), _sql("'") + column), else_=column)
+    last_formula_char = max(map(ord, FORMULA_FIRST))
+    return case((first > _sql(last_formula_char), column),
+                (first.in_([_sql(ord(char)) for char in sorted(FORMULA_FIRST)]), _sql("'") + column), else_=column)
 
 
 def _seconds(column):
@@ -164,13 +168,18 @@ def _csv_texts(petition: Petition, filters: Filters) -> Iterator[tuple[bytes, in
     postgres = connection.dialect.name == "postgresql"
     names = _country_names(connection)
     yes, no = _sql("yes"), _sql("no")
-    cells = (_neutralised(Signature.name, postgres), _neutralised(Signature.email, postgres),
-             func.coalesce(names.c.name, Signature.country), Signature.country,
-             _neutralised(Signature.postcode, postgres), _neutralised(Signature.comment, postgres),
-             case((Signature.public, yes), else_=no), case((Signature.updates, yes), else_=no), Signature.status,
-             _seconds(Signature.created_at), func.coalesce(_seconds(Signature.confirmed_at), _sql("")))
-    template = FIELD.decode().join(["%s"] * len(cells)) + ROW.decode()
-    line = (func.format if postgres else func.printf)(literal(template, String), *cells)
+    if postgres:
+        times = [("%s", _seconds(Signature.created_at)), ("%s", func.coalesce(_seconds(Signature.confirmed_at),
+                                                                              _sql("")))]
+    else:  # SQLite's printf cuts the stored text to the second itself (and writes NULL as ''): no call per cell
+        times = [("%.19s", Signature.created_at), ("%.19s", Signature.confirmed_at)]
+    cells = [("%s", _neutralised(Signature.name, postgres)), ("%s", _neutralised(Signature.email, postgres)),
+             ("%s", func.coalesce(names.c.name, Signature.country)), ("%s", Signature.country),
+             ("%s", _neutralised(Signature.postcode, postgres)), ("%s", _neutralised(Signature.comment, postgres)),
+             ("%s", case((Signature.public, yes), else_=no)), ("%s", case((Signature.updates, yes), else_=no)),
+             ("%s", Signature.status), *times]
+    template = FIELD.decode().join(spec for spec, _ in cells) + ROW.decode()
+    line = (func.format if postgres else func.printf)(literal(template, String), *(cell for _, cell in cells))
     page = (signatures(petition, filters, (line.label("line"), Signature.id.label("id")))
             .outerjoin(names, names.c.code == Signature.country)
             .where(Signature.id > bindparam("last")).limit(CHUNK_ROWS).subquery())
