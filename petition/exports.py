@@ -169,17 +169,17 @@ def _csv_texts(petition: Petition, filters: Filters) -> Iterator[tuple[bytes, in
     names = _country_names(connection)
     yes, no = _sql("yes"), _sql("no")
     if postgres:
-        times = [("%s", _seconds(Signature.created_at)), ("%s", func.coalesce(_seconds(Signature.confirmed_at),
-                                                                              _sql("")))]
+        times, time_spec = (_seconds(Signature.created_at),
+                            func.coalesce(_seconds(Signature.confirmed_at), _sql(""))), "%s"
     else:  # SQLite's printf cuts the stored text to the second itself (and writes NULL as ''): no call per cell
-        times = [("%.19s", Signature.created_at), ("%.19s", Signature.confirmed_at)]
-    cells = [("%s", _neutralised(Signature.name, postgres)), ("%s", _neutralised(Signature.email, postgres)),
-             ("%s", func.coalesce(names.c.name, Signature.country)), ("%s", Signature.country),
-             ("%s", _neutralised(Signature.postcode, postgres)), ("%s", _neutralised(Signature.comment, postgres)),
-             ("%s", case((Signature.public, yes), else_=no)), ("%s", case((Signature.updates, yes), else_=no)),
-             ("%s", Signature.status), *times]
-    template = FIELD.decode().join(spec for spec, _ in cells) + ROW.decode()
-    line = (func.format if postgres else func.printf)(literal(template, String), *(cell for _, cell in cells))
+        times, time_spec = (Signature.created_at, Signature.confirmed_at), "%.19s"
+    cells = (_neutralised(Signature.name, postgres), _neutralised(Signature.email, postgres),
+             func.coalesce(names.c.name, Signature.country), Signature.country,
+             _neutralised(Signature.postcode, postgres), _neutralised(Signature.comment, postgres),
+             case((Signature.public, yes), else_=no), case((Signature.updates, yes), else_=no), Signature.status,
+             *times)
+    template = FIELD.decode().join(["%s"] * (len(cells) - len(times)) + [time_spec] * len(times)) + ROW.decode()
+    line = (func.format if postgres else func.printf)(literal(template, String), *cells)
     page = (signatures(petition, filters, (line.label("line"), Signature.id.label("id")))
             .outerjoin(names, names.c.code == Signature.country)
             .where(Signature.id > bindparam("last")).limit(CHUNK_ROWS).subquery())
