@@ -9,6 +9,7 @@ as a new one and only the mailbox owner learns, by e-mail, that the address had 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import secrets
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, literal, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
 from . import mail
@@ -40,6 +42,17 @@ _NEW = (insert(_SIGNATURE)
 SIGN_AND_QUEUE = insert(_OUTBOX).from_select(
     ["signature_id", "kind", "created_at", "next_attempt_at", "attempts"],
     select(_NEW.c.id, literal(mail.CONFIRM), _NEW.c.created_at, _NEW.c.created_at, literal(0)))
+
+
+@functools.cache
+def _compiled(dialect: Dialect) -> tuple[str, dict]:
+    """SIGN_AND_QUEUE as the driver's SQL and the values of its literals. Run with ``exec_driver_sql`` it
+    skips the statement's cache key and parameter processing on every signature: plain types, nothing to
+    process, and a third of the client's time for this statement."""
+    compiled = SIGN_AND_QUEUE.compile(dialect=dialect)
+    literals = {compiled.bind_names[bind]: bind.value for bind in compiled.binds.values()
+                if bind.value is not None}
+    return compiled.string, literals
 
 
 @dataclass(frozen=True)
@@ -97,8 +110,13 @@ def sign(petition: Petition, submission: Submission) -> None:
         # Plain Core statements on a pool connection of their own: no session, no unit of work, on the
         # request every signer makes.
         if engine.dialect.name == "postgresql":
-            with db.engines[AUTOCOMMIT].connect() as connection:
-                connection.execute(INSERT_SIGNATURE if held else SIGN_AND_QUEUE, row)
+            autocommit = db.engines[AUTOCOMMIT]
+            with autocommit.connect() as connection:
+                if held:
+                    connection.execute(INSERT_SIGNATURE, row)
+                else:
+                    sql, literals = _compiled(autocommit.dialect)
+                    connection.exec_driver_sql(sql, {**literals, **row})
         else:
             with _sqlite_writer(engine.url.database), engine.begin() as connection:
                 signature_id = connection.execute(INSERT_SIGNATURE, row).scalar_one()
