@@ -46,9 +46,9 @@ SIGN_AND_QUEUE = insert(_OUTBOX).from_select(
 
 @functools.cache
 def _compiled(dialect: Dialect) -> tuple[str, dict]:
-    """SIGN_AND_QUEUE as the driver's SQL and the values of its literals. Run with ``exec_driver_sql`` it
-    skips the statement's cache key and parameter processing on every signature: plain types, nothing to
-    process, and a third of the client's time for this statement."""
+    """SIGN_AND_QUEUE as the driver's SQL and the values of its literals. Run with ``exec_driver_sql``, no
+    cache key is built and no parameter processed on every signature (the columns are plain types, there is
+    nothing to process): about a third less of the worker's CPU time for this statement."""
     compiled = SIGN_AND_QUEUE.compile(dialect=dialect)
     literals = {compiled.bind_names[bind]: bind.value for bind in compiled.binds.values()
                 if bind.value is not None}
