@@ -80,7 +80,7 @@ class SignForm(FlaskForm):
         "Country",
         widget=CountrySelect(),
         validators=[DataRequired("Choose your country."),
-                    AnyOf(list(COUNTRY_NAMES), message="Choose your country from the list.")],
+                    AnyOf(COUNTRY_NAMES, message="Choose your country from the list.")],  # a dict: no scan
         render_kw={"autocomplete": "country"},
     )
     postcode = StringField(
