@@ -52,8 +52,10 @@ def undecodable_form(body: bytes) -> bool:
     The form parser would otherwise drop the whole form (raw bytes) or keep ``%FF`` as literal text.
     """
     # Decoded whole rather than field by field: "&" and "=" are ASCII, never part of a multi-byte sequence,
-    # so the whole body is UTF-8 exactly when every name and value in it is.
+    # so the whole body is UTF-8 exactly when every name and value in it is. The raw bytes first: a raw byte
+    # that is no text can make a valid sequence with an escape before it ("%C3" and a raw 0x80).
     try:
+        body.decode("utf-8")
         unquote_to_bytes(body).decode("utf-8")
     except UnicodeDecodeError:
         return True

@@ -65,6 +65,7 @@ def test_a_form_is_undecodable_exactly_when_one_of_its_fields_is(body):
 @pytest.mark.parametrize("body, bad", [
     (b"name=Vadim&email=a%40example.org", False), (b"name=%D0%92%D0%B0%D0%B4%D0%B8%D0%BC", False),
     (b"name=Vad%FFim", True), (b"name=%C3&x=%A9", True), (b"name=Vad\xffim", True), (b"name=%C3%28", True),
+    (b"name=%C3\x80", True),  # a raw byte that only an escape before it makes look like text
 ])
 def test_undecodable_forms(body, bad):
     assert undecodable_form(body) is bad
