@@ -11,7 +11,7 @@ from flask import Flask, abort, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, errors, inputs, layout, sessions, settings, signing
+from . import cli, connections, errors, inputs, layout, sessions, settings, signing
 from .extensions import csrf, db, limiter, login_manager
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
@@ -34,7 +34,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_FORM_PARTS=100,
         JSON_SORT_KEYS=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token is bound to the session; a signer may read for an hour first
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS={},  # connections are checked after idle instead (see connections)
         RATELIMIT_HEADERS_ENABLED=False,  # Retry-After is set where it means something (429 and 503)
     )
     app.config.update(config)
@@ -46,12 +46,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # Signing writes in one statement, atomic by itself, on connections that are in autocommit from
         # the start: the pool's ping and the write would otherwise switch a connection's mode four times.
         app.config.setdefault("SQLALCHEMY_BINDS", {})[signing.AUTOCOMMIT] = {
-            "url": uri, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": True}
+            "url": uri, "isolation_level": "AUTOCOMMIT"}
     if app.config["TRUSTED_PROXIES"]:  # behind nginx: the client's scheme and host, as nginx saw them
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            connections.ping_when_idle(engine)
     app.before_request(_refuse_undecodable_forms)  # first: before CSRFProtect parses the form
     csrf.init_app(app)
     # Organisers' pages only: a signer's request never loads a user (nor touches the session for it).

@@ -16,11 +16,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, literal, select, update
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import mail
 from .extensions import db
@@ -107,28 +108,39 @@ def sign(petition: Petition, submission: Submission) -> None:
     if db.session.registry.has() and db.session().in_transaction():
         db.session.commit()
     try:
-        # Plain Core statements on a pool connection of their own: no session, no unit of work, on the
-        # request every signer makes.
-        if engine.dialect.name == "postgresql":
-            autocommit = db.engines[AUTOCOMMIT]
-            with autocommit.connect() as connection:
-                if held:
-                    connection.execute(INSERT_SIGNATURE, row)
-                else:
-                    sql, literals = _compiled(autocommit.dialect)
-                    connection.exec_driver_sql(sql, {**literals, **row})
-        else:
-            with _sqlite_writer(engine.url.database), engine.begin() as connection:
-                signature_id = connection.execute(INSERT_SIGNATURE, row).scalar_one()
-                if not held:
-                    connection.execute(INSERT_MAIL, {"signature_id": signature_id, "kind": mail.CONFIRM,
-                                                     "created_at": now, "next_attempt_at": now})
+        try:
+            _write(engine, row, held, now)
+        except DBAPIError as error:
+            # A pooled connection that the database dropped in the last second (they are checked only after
+            # being idle: see connections). SQLAlchemy has discarded it and all older ones: write once more.
+            if isinstance(error, IntegrityError) or not error.connection_invalidated:
+                raise
+            _write(engine, row, held, now)
     except IntegrityError:  # the connection rolled its own transaction back
         if not held:
             _repeat(row["petition_id"], submission.email_canonical)
         return
     if not held:
         mail.wake_sender()
+
+
+def _write(engine: Engine, row: dict, held: bool, now: datetime) -> None:
+    """The signature and, unless held, its confirmation mail, in one transaction. Plain Core statements on a
+    pool connection of their own: no session, no unit of work, on the request every signer makes."""
+    if engine.dialect.name == "postgresql":
+        autocommit = db.engines[AUTOCOMMIT]
+        with autocommit.connect() as connection:
+            if held:
+                connection.execute(INSERT_SIGNATURE, row)
+            else:
+                sql, literals = _compiled(autocommit.dialect)
+                connection.exec_driver_sql(sql, {**literals, **row})
+        return
+    with _sqlite_writer(engine.url.database), engine.begin() as connection:
+        signature_id = connection.execute(INSERT_SIGNATURE, row).scalar_one()
+        if not held:
+            connection.execute(INSERT_MAIL, {"signature_id": signature_id, "kind": mail.CONFIRM,
+                                             "created_at": now, "next_attempt_at": now})
 
 
 def _repeat(petition_id: int, email_canonical: str) -> None:

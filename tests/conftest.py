@@ -129,6 +129,8 @@ def app(tmp_path: Path, database_url: str, petitions_dir: Path):
         catalogue.sync(petitions_dir)
     yield app
     with app.app_context():
+        for engine in db.engines.values():  # a test may have had the server drop the pooled connections
+            engine.dispose()
         if db.engine.dialect.name == "postgresql":
             tables = ", ".join(db.metadata.tables)
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

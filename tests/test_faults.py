@@ -153,3 +153,83 @@ def test_backup_and_restore(app, client, runner, tmp_path):
     assert result.exit_code == 0 and "Restored 3 signatures" in result.output
     assert count(app) == 3
     assert client.get("/api/petitions/vadim-kuramshin").status_code == 200
+
+
+# ---------------------------------------------------------------- connections the database dropped
+
+ON_POSTGRES = pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                                      indirect=True)
+
+
+def on_the_side(app, sql: str) -> list:
+    """A query on a connection of its own, outside the app's pools."""
+    import psycopg
+
+    url = app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url, autocommit=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def drop_pooled_connections(app) -> int:
+    """What a restart of the database or an idle timeout does to the pool: every connection closed by the
+    server. Returns how many there were."""
+    return len(on_the_side(app, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+
+
+@pytest.fixture
+def pings(app, monkeypatch):
+    """Every check of a pooled connection before its use."""
+    from petition import connections
+
+    made = []
+    with app.app_context():
+        for engine in db.engines.values():
+            real = engine.dialect.do_ping
+            monkeypatch.setattr(engine.dialect, "do_ping", lambda c, real=real: made.append(c) or real(c))
+    return made
+
+
+@ON_POSTGRES
+def test_a_connection_used_a_moment_ago_is_not_checked_again(app, client, pings):
+    for n in range(5):
+        assert submit(client, email=f"busy{n}@example.org").status_code == 303
+    assert pings == []  # under load: no round trip before each signature
+    assert count(app) == 5
+
+
+@ON_POSTGRES
+def test_an_idle_connection_the_database_dropped_is_replaced_before_use(app, client, pings, monkeypatch):
+    from petition import connections
+
+    assert submit(client, email="before@example.org").status_code == 303
+    monkeypatch.setattr(connections, "PING_AFTER_IDLE_SECONDS", 0.0)  # as if idle for a long time
+    assert drop_pooled_connections(app) >= 1
+    response = submit(client, email="after@example.org")
+    assert response.status_code == 303
+    assert pings  # it was checked, found dead and replaced, so the signer saw nothing
+    assert count(app) == 2
+
+
+@ON_POSTGRES
+def test_a_busy_connection_the_database_dropped_costs_no_signature(app, client, pings):
+    app.config["COUNT_CACHE_SECONDS"] = 60  # as in production: the petition read once, not per signer
+    assert submit(client, email="before@example.org").status_code == 303
+    token = csrf_token(client, SIGN)
+    assert drop_pooled_connections(app) >= 1
+    # Used a moment ago, so not checked: the write fails on the dropped connection and is made again.
+    response = client.post(SIGN, data={**VALID, "csrf_token": token, "email": "after@example.org"})
+    assert response.status_code == 303
+    assert pings == []
+    rows = on_the_side(app, "SELECT email, count(outbox.id) FROM signature JOIN outbox "
+                            "ON outbox.signature_id = signature.id GROUP BY email ORDER BY email")
+    assert rows == [("after@example.org", 1), ("before@example.org", 1)]  # one mail each, no more
+
+
+@ON_POSTGRES
+def test_a_page_read_on_a_dropped_busy_connection_answers_503_once(app, client):
+    assert client.get(SIGN).status_code == 200
+    assert drop_pooled_connections(app) >= 1
+    busy = client.get(SIGN)  # its read fails; the pool discards that connection and every older one
+    assert busy.status_code == 503 and "Retry-After" in busy.headers
+    assert client.get(SIGN).status_code == 200

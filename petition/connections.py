@@ -1,0 +1,45 @@
+"""Pooled database connections, checked before use only when they have been idle.
+
+SQLAlchemy's ``pool_pre_ping`` checks a connection on every checkout: a round trip to the database before
+each signature under load, when every connection was in use a moment ago. Here a connection is pinged only
+after ``PING_AFTER_IDLE_SECONDS`` unused, which is when a server restart or an idle timeout can have dropped
+it (HikariCP skips its check the same way for connections used in the last half second). One dropped within
+that second fails its statement instead: SQLAlchemy then discards it and every older one, and the signing
+write, the one that must not be lost, tries once more on a new connection.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InvalidatePoolError
+
+PING_AFTER_IDLE_SECONDS = 1.0
+LAST_USED = "petition.last-used"  # in each connection record's info: monotonic time of its last checkin
+
+
+def ping_when_idle(engine: Engine) -> None:
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record) -> None:
+        record.info[LAST_USED] = time.monotonic()  # a new connection needs no check
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record) -> None:
+        if dbapi_connection is not None:  # None when it was invalidated
+            record.info[LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, proxy) -> None:
+        if time.monotonic() - record.info.get(LAST_USED, 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                # The pool replaces this connection, and all older ones, and runs this check again.
+                raise InvalidatePoolError("the database dropped this idle connection") from error
+            raise
