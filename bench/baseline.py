@@ -11,6 +11,8 @@ import os
 from flask import Flask, jsonify, redirect, request
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
 
+from petition.connections import ping_when_idle
+
 FORM = """<!doctype html><html lang="en"><title>Sign</title><form method="post">
 <input name="csrf_token" type="hidden" value="baseline">
 <input name="name"><input name="email"><input name="country"><button>Sign</button></form></html>"""
@@ -37,9 +39,12 @@ def form_app() -> Flask:
 
 
 def _engine(url: str):
-    """The same engine settings as the service's: a writer waits up to 30 s for SQLite's lock."""
+    """The same engine settings as the service's: a writer waits up to 30 s for SQLite's lock, and a pooled
+    connection is checked before use when it has been idle for a second."""
     options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    return create_engine(url, pool_pre_ping=True, **options)
+    engine = create_engine(url, **options)
+    ping_when_idle(engine)
+    return engine
 
 
 def create_schema(url: str) -> None:

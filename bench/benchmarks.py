@@ -39,7 +39,8 @@ from bench.baseline import create_schema  # noqa: E402
 GUNICORN = ["--workers", "3", "--worker-class", "sync", "--backlog", "512", "--chdir", str(ROOT)]
 SLUG = "vadim-kuramshin"
 CLIENTS = 16
-ROUNDS = 3  # each load run is split into this many turns of the service and its baseline
+LOAD_ROUNDS = 5  # each load run is split into this many turns of the service and its baseline
+EXPORT_ROUNDS = 3  # exports of a million rows and their baseline dumps, in turns
 NO_LIMITS = {"PETITION_SIGN_SOFT_LIMIT": "10000000 per hour", "PETITION_SIGN_HARD_LIMIT": "10000000 per hour"}
 
 
@@ -99,12 +100,13 @@ def rows_with_prefix(database_url: str, table: str, prefix: str) -> int:
 
 
 def alternate(mode: str, ours: tuple[int, str], base: tuple[int, str], seconds: float, label: str = "") -> dict:
-    """Load the service and its baseline in turns, ROUNDS times each, so that a drift of the machine falls on
-    both alike; the ratio is the median of the rounds' ratios."""
+    """Load the service and its baseline in turns, LOAD_ROUNDS times each, so that a drift of the machine
+    falls on both alike; the ratio is the median of the rounds' ratios."""
     runs: dict[str, list[load.Result]] = {"ours": [], "base": []}
-    for round_ in range(ROUNDS):
+    for round_ in range(LOAD_ROUNDS):
         for side, (port, path) in (("ours", ours), ("base", base)):
-            runs[side].append(load.run(mode, port, path, CLIENTS, seconds / ROUNDS, tag=f"{side}{label}r{round_}c"))
+            runs[side].append(load.run(mode, port, path, CLIENTS, seconds / LOAD_ROUNDS,
+                                       tag=f"{side}{label}r{round_}c"))
     ratios = [o.completed / o.seconds / (b.completed / b.seconds) for o, b in zip(runs["ours"], runs["base"])]
     return {"ours": load.merged(runs["ours"]), "base": load.merged(runs["base"]),
             "ratio": round(statistics.median(ratios), 2), "round_ratios": [round(r, 2) for r in ratios]}
@@ -180,12 +182,12 @@ def timed(command: list[str], output: Path, env: dict | None = None) -> tuple[fl
 
 
 def measure_export(database: Path, env: dict, workdir: Path) -> dict:
-    """Each export and the ``sqlite3 -csv`` dump of the same rows in turns, ROUNDS times; the ratio is the median
-    of the rounds' ratios, the figures those of the median round."""
+    """Each export and the ``sqlite3 -csv`` dump of the same rows in turns, EXPORT_ROUNDS times; the ratio is
+    the median of the rounds' ratios, the figures those of the median round."""
     columns = "name,email,country,postcode,comment,public,updates,status,created_at,confirmed_at"
     ids = dict(sqlite3.connect(database).execute("SELECT slug, id FROM petition"))
     rounds = []
-    for _ in range(ROUNDS):
+    for _ in range(EXPORT_ROUNDS):
         figures = {}
         for slug, label in ((SLUG, "1m"), ("small", "100k")):
             seconds, peak = timed([str(BIN / "petition"), "export", "signatures", slug, "--status", "all",
@@ -197,7 +199,7 @@ def measure_export(database: Path, env: dict, workdir: Path) -> dict:
                                       workdir / "sqlite3.csv")
         figures["ratio"] = figures["1m"]["seconds"] / figures["sqlite3"]
         rounds.append(figures)
-    median = sorted(rounds, key=lambda figures: figures["ratio"])[ROUNDS // 2]
+    median = sorted(rounds, key=lambda figures: figures["ratio"])[EXPORT_ROUNDS // 2]
     return {"export_1m": median["1m"], "export_100k": median["100k"],
             "baseline_sqlite3_csv_seconds": median["sqlite3"],
             "ratio_time": round(median["ratio"], 2), "round_ratios": [round(r["ratio"], 2) for r in rounds],
@@ -236,7 +238,7 @@ def measure_site(counts: list[int], workdir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15,
+    parser.add_argument("--seconds", type=float, default=30,
                         help="Length of each load run, split into turns of the service and its baseline.")
     parser.add_argument("--rows", type=int, default=1_000_000, help="Signatures for the count and export runs.")
     parser.add_argument("--only", choices=["signing", "count", "export", "site"], action="append")
