@@ -11,6 +11,7 @@ import os
 from flask import Flask, jsonify, redirect, request
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
 
+import petition.extensions  # noqa: F401  (the service's SQLite settings on every SQLite connection: see _engine)
 from petition.connections import ping_when_idle
 
 FORM = """<!doctype html><html lang="en"><title>Sign</title><form method="post">
@@ -39,7 +40,8 @@ def form_app() -> Flask:
 
 
 def _engine(url: str):
-    """The same engine settings as the service's: a writer waits up to 30 s for SQLite's lock, and a pooled
+    """The same engine settings as the service's: a writer waits up to 30 s for SQLite's lock, which runs in
+    WAL mode with synchronous=NORMAL (else it would sync its log to disk at every commit), and a pooled
     connection is checked before use when it has been idle for a second."""
     options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
     engine = create_engine(url, **options)
