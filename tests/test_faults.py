@@ -180,8 +180,6 @@ def drop_pooled_connections(app) -> int:
 @pytest.fixture
 def pings(app, monkeypatch):
     """Every check of a pooled connection before its use."""
-    from petition import connections
-
     made = []
     with app.app_context():
         for engine in db.engines.values():
