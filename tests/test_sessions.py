@@ -1,4 +1,5 @@
-"""The session cookie: signed as Flask signs it, left uncompressed when zlib cannot shorten it."""
+"""The session cookie and the CSRF token: signed as Flask and Flask-WTF sign them, left uncompressed when zlib
+cannot shorten them."""
 
 from __future__ import annotations
 
@@ -70,3 +71,33 @@ def test_a_tampered_cookie_is_refused(make_app):
     forged = base64.urlsafe_b64encode(json.dumps({"csrf_token": "0" * 40}).encode()).decode().rstrip("=")
     with pytest.raises(BadSignature):
         ours.loads(forged + token[token.index("."):])
+
+
+def test_the_sign_pages_csrf_token_is_flask_wtfs_without_zlib(make_app, monkeypatch):
+    from flask import g, session
+    from flask_wtf.csrf import generate_csrf, validate_csrf
+    from itsdangerous import URLSafeTimedSerializer, url_safe
+    from wtforms import ValidationError
+
+    from petition.sessions import csrf_token
+
+    app = make_app()
+    calls, compress = [], zlib.compress
+    monkeypatch.setattr(url_safe.zlib, "compress", lambda data: calls.append(data) or compress(data))
+    with app.test_request_context("/petitions/p/sign"):
+        token = csrf_token()
+        assert calls == []
+        assert not token.startswith(".")
+        assert csrf_token() == token and generate_csrf() == token == g.csrf_token  # one token per request
+        raw = session["csrf_token"]
+        assert len(raw) == 40
+        # Flask-WTF's own check and serializer take it.
+        validate_csrf(token)
+        assert URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").loads(token) == raw
+    with app.test_request_context("/petitions/p/sign"):
+        session["csrf_token"] = raw  # the next page of the same visitor: same raw token, freshly signed
+        again = csrf_token()
+        validate_csrf(again)
+        session["csrf_token"] = "another visitor's"
+        with pytest.raises(ValidationError, match="do not match"):
+            validate_csrf(again)

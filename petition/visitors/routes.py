@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 from flask import current_app, redirect, render_template, request, url_for
-from flask_wtf.csrf import generate_csrf
 
-from .. import abuse, counts, signing, tokens
+from .. import abuse, counts, sessions, signing, tokens
 from ..catalogue import petition_or_404
 from ..layout import wants_fragment
 from ..models import PENDING, Petition
@@ -39,7 +38,7 @@ def blank_form(petition: Petition):
     """The empty sign page is the same for every visitor but its CSRF token: render it once per
     ``COUNT_CACHE_SECONDS`` (its count is that fresh anyway) and put each visitor's token in. Kept as
     UTF-8 bytes, so the 30 KB page is not encoded again for every visitor; the token is ASCII."""
-    token = generate_csrf().encode()
+    token = sessions.csrf_token().encode()
     ttl = current_app.config["COUNT_CACHE_SECONDS"]
     cache = current_app.extensions.setdefault("petition.sign-pages", {})
     key = (petition.slug, wants_fragment())
