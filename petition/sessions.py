@@ -9,7 +9,7 @@ import os
 
 from flask import Flask, Request, current_app, g, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.url_safe import URLSafeSerializerMixin
 
@@ -18,9 +18,34 @@ from itsdangerous.url_safe import URLSafeSerializerMixin
 SHORT_PAYLOAD = 100
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous' signer, which derives its key from the secret again for every signature: here once."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict = {}
+
+    def derive_key(self, secret_key=None) -> bytes:
+        if secret_key not in self._derived:
+            self._derived[secret_key] = super().derive_key(secret_key)
+        return self._derived[secret_key]
+
+
 class Serializer(URLSafeTimedSerializer):
     """Flask's session serializer, minus the zlib attempt on short payloads, where it cannot win: each attempt
-    sets up deflate's 256 KB of state, on the page every signer loads. Reading takes either form, as before."""
+    sets up deflate's 256 KB of state, on the page every signer loads. Reading takes either form, as before.
+    Its signers are made once per salt, not for every signature, and keep their derived keys."""
+
+    default_signer = _Signer
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict = {}
+
+    def make_signer(self, salt=None) -> TimestampSigner:
+        if salt not in self._signers:
+            self._signers[salt] = super().make_signer(salt)
+        return self._signers[salt]
 
     def dump_payload(self, obj) -> bytes:
         json = super(URLSafeSerializerMixin, self).dump_payload(obj)  # the JSON, before the mixin's zlib

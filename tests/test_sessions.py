@@ -101,3 +101,18 @@ def test_the_sign_pages_csrf_token_is_flask_wtfs_without_zlib(make_app, monkeypa
         session["csrf_token"] = "another visitor's"
         with pytest.raises(ValidationError, match="do not match"):
             validate_csrf(again)
+
+
+def test_signers_and_their_derived_keys_are_made_once(make_app, monkeypatch):
+    from itsdangerous.signer import Signer
+
+    ours, flasks = serializers(make_app())
+    derived, derive = [], Signer.derive_key
+    monkeypatch.setattr(Signer, "derive_key", lambda self, key=None: derived.append(key) or derive(self, key))
+    assert ours.make_signer() is ours.make_signer()
+    cookies = [ours.dumps(SHORT) for _ in range(3)]
+    assert [ours.loads(cookie) for cookie in cookies] == [SHORT] * 3
+    assert len(derived) == 2  # once for signing, once for checking (by the key itself), then kept
+    derived.clear()
+    assert [flasks.loads(cookie) for cookie in cookies] == [SHORT] * 3  # Flask's own reads ours
+    assert len(derived) == 3  # and derives its key for every read
