@@ -76,6 +76,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     layout.install(app)
     errors.register(app)
     cli.register(app)
+    app.wsgi_app = errors.SecurityHeaders(app, app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = ReusedResponses(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 

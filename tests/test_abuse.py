@@ -159,6 +159,32 @@ def test_security_headers_on_every_service_page(app, client):
     assert "<script" not in html and " style=" not in html  # nothing inline for a policy to allow
 
 
+def test_security_headers_are_added_once_and_never_over_a_views_own(app, client):
+    from flask import Response
+
+    @app.get("/own-policy")
+    def own_policy():
+        return Response("{}", mimetype="application/json", headers={"Content-Security-Policy": "sandbox"})
+
+    @app.get("/crash")
+    def crash():
+        raise RuntimeError("boom")
+
+    own = client.get("/own-policy")
+    assert own.headers.getlist("Content-Security-Policy") == ["sandbox"]  # the view's, and only it
+    assert own.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Cache-Control" not in own.headers  # no-store is for pages
+    api = client.get("/api/petitions/vadim-kuramshin")
+    assert "public" in api.headers["Cache-Control"] and "no-store" not in api.headers["Cache-Control"]
+    page = client.get(SIGN)
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "Cache-Control"):
+        assert len(page.headers.getlist(name)) == 1, name
+    assert page.headers["Cache-Control"] == "no-store"
+    failed = client.get("/crash")
+    assert failed.status_code == 500 and failed.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in failed.headers["Content-Security-Policy"]
+
+
 @pytest.fixture
 def redis_url(tmp_path):
     binary = shutil.which("redis-server")
