@@ -30,6 +30,19 @@ def clean(value: str | None, *, multiline: bool = False) -> str:
     text = unicodedata.normalize("NFC", value)
     if multiline:
         text = NEWLINES.sub("\n", text)
+    # Printable text holds no character of category C (controls, surrogates, private use, and formats such as
+    # the bidi controls): then only the replacement character needs looking for, with no loop in Python.
+    if not text.isprintable() or "\ufffd" in text:
+        _refuse_characters(text, multiline)
+    text = text.strip()
+    if MARKUP.search(text):
+        raise InvalidText("cannot contain HTML tags (text between < and >)")
+    if text.startswith(FORMULA_START):
+        raise InvalidText("cannot start with =, +, - or @")
+    return text
+
+
+def _refuse_characters(text: str, multiline: bool) -> None:
     for char in text:
         if char == "\ufffd":
             raise InvalidText("contains bytes that are not valid text (UTF-8); please type it again")
@@ -38,12 +51,6 @@ def clean(value: str | None, *, multiline: bool = False) -> str:
         category = unicodedata.category(char)
         if category in ("Cc", "Cs", "Co") or char in BIDI_CONTROLS:
             raise InvalidText(f"contains an invisible control character (U+{ord(char):04X}); please remove it")
-    text = text.strip()
-    if MARKUP.search(text):
-        raise InvalidText("cannot contain HTML tags (text between < and >)")
-    if text.startswith(FORMULA_START):
-        raise InvalidText("cannot start with =, +, - or @")
-    return text
 
 
 def undecodable_form(body: bytes) -> bool:

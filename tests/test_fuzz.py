@@ -70,6 +70,33 @@ def test_clean_text_has_no_control_characters_or_markup(text):
         assert not re.search(r"<\s*[A-Za-z/!?]", cleaned) and not cleaned.startswith(("=", "+", "-", "@"))
 
 
+@FAST
+@given(text=st.text(max_size=200), multiline=st.booleans())
+def test_clean_refuses_exactly_what_a_look_at_every_character_refuses(text, multiline):
+    """The shortcut for printable text agrees with the check of every character."""
+    import unicodedata
+
+    def refused_by_characters(value: str) -> bool:
+        value = unicodedata.normalize("NFC", value)
+        if multiline:
+            value = re.sub(r"\r\n?", "\n", value)
+        def refused(c: str) -> bool:
+            if c == "\ufffd":
+                return True
+            if multiline and c in "\n\t":
+                return False
+            return unicodedata.category(c) in ("Cc", "Cs", "Co") or c in inputs.BIDI_CONTROLS
+
+        return any(refused(c) for c in value)
+
+    try:
+        inputs.clean(text, multiline=multiline)
+    except inputs.InvalidText as error:
+        assert refused_by_characters(text) or "HTML" in str(error) or "start with" in str(error)
+    else:
+        assert not refused_by_characters(text)
+
+
 # ---------------------------------------------------------------- the sign form
 
 
