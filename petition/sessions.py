@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 
 from flask import Flask, Request, current_app, g, session
@@ -48,10 +49,27 @@ class Serializer(URLSafeTimedSerializer):
         return self._signers[salt]
 
     def dump_payload(self, obj) -> bytes:
-        json = super(URLSafeSerializerMixin, self).dump_payload(obj)  # the JSON, before the mixin's zlib
-        if len(json) < SHORT_PAYLOAD:
-            return base64_encode(json)
+        if _plain(obj):
+            text = _compact_json(obj).encode()
+        else:
+            text = super(URLSafeSerializerMixin, self).dump_payload(obj)  # the JSON, before the mixin's zlib
+        if len(text) < SHORT_PAYLOAD:
+            return base64_encode(text)
         return super().dump_payload(obj)
+
+
+# The JSON that Flask's tagged serializer and itsdangerous write for plain text, from one encoder: both build
+# a new one for every cookie and every token (Flask's also tags the values), up to two fifths of the work of
+# signing one.
+_compact_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), sort_keys=True).encode
+
+
+def _plain(obj) -> bool:
+    """Text, or a dict of texts by keys that Flask's tags leave alone (a tag's key begins with a space)."""
+    if type(obj) is str:
+        return True
+    return type(obj) is dict and all(type(key) is str and not key.startswith(" ") and type(value) is str
+                                     for key, value in obj.items())
 
 
 class SessionInterface(SecureCookieSessionInterface):

@@ -55,6 +55,25 @@ def test_cookies_pass_between_ours_and_flasks_own_either_way(make_app):
         assert flasks.loads(ours.dumps(session)) == session  # and a rollback keeps its visitors' sessions
 
 
+def test_plain_sessions_are_written_as_flasks_own_and_tagged_values_keep_their_types(make_app):
+    from datetime import datetime, timezone
+
+    from markupsafe import Markup
+
+    app = make_app()
+    ours, flasks = serializers(app)
+    assert ours.load_payload(ours.dump_payload(LONG | {"z": "ü"})) == LONG | {"z": "ü"}  # a boolean: tagged
+    with app.app_context():  # where Flask writes its cookies, with the app's JSON settings
+        for session in (SHORT, {"b": "two", "a": "ünïcode"}):
+            payload = ours.dump_payload(session)
+            assert base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)) == \
+                flasks.serializer.dumps(session).encode()  # the same bytes as Flask's own
+    tagged = {"m": Markup("<b>x</b>"), "when": datetime(2026, 12, 2, tzinfo=timezone.utc), " t": "not a tag"}
+    for session in (tagged, {" t": ["a", "b"]}):
+        assert flasks.loads(ours.dumps(session)) == session
+    assert isinstance(ours.loads(ours.dumps(tagged))["m"], Markup)
+
+
 def test_a_fallback_key_still_reads_old_cookies_and_the_current_key_signs(make_app):
     old, _ = serializers(make_app(SECRET_KEY="old key"))
     ours, _ = serializers(make_app(SECRET_KEY_FALLBACKS=["old key"]))
