@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 
-from flask import Flask, Request, current_app, g, session
+from flask import Flask, Request, Response, current_app, g, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
@@ -100,6 +100,32 @@ class SessionInterface(SecureCookieSessionInterface):
         if request.path.startswith("/api/"):
             return self.make_null_session(app)
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response: Response) -> None:
+        """Flask's, but ``Vary: Cookie`` is written into the header directly: Flask adds it through werkzeug's
+        parsed header set, parsed and written again twice for a new visitor, more work than the cookie."""
+        if not session:  # never used, or emptied (a logout): Flask's own rules
+            super().save_session(app, session, response)
+            return
+        if session.accessed:
+            _vary_on_cookie(response)
+        if not self.should_set_cookie(app, session):
+            return
+        value = self.get_signing_serializer(app).dumps(dict(session))  # type: ignore[union-attr]
+        response.set_cookie(
+            self.get_cookie_name(app), value,
+            expires=self.get_expiration_time(app, session), httponly=self.get_cookie_httponly(app),
+            domain=self.get_cookie_domain(app), path=self.get_cookie_path(app), secure=self.get_cookie_secure(app),
+            partitioned=self.get_cookie_partitioned(app), samesite=self.get_cookie_samesite(app))
+        _vary_on_cookie(response)
+
+
+def _vary_on_cookie(response: Response) -> None:
+    vary = response.headers.get("Vary")
+    if not vary:
+        response.headers["Vary"] = "Cookie"
+    elif "cookie" not in (part.strip().lower() for part in vary.split(",")):
+        response.headers["Vary"] = f"{vary}, Cookie"
 
 
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's

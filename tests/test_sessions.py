@@ -4,6 +4,7 @@ cannot shorten them."""
 from __future__ import annotations
 
 import base64
+import re
 import json
 import zlib
 
@@ -135,3 +136,36 @@ def test_signers_and_their_derived_keys_are_made_once(make_app, monkeypatch):
     derived.clear()
     assert [flasks.loads(cookie) for cookie in cookies] == [SHORT] * 3  # Flask's own reads ours
     assert len(derived) == 3  # and derives its key for every read
+
+
+def test_the_cookie_and_vary_headers_are_flasks_own(app):
+    """A signer's GET and POST, and a session emptied, answered by ours and by Flask's own interface."""
+    from flask import session
+
+    from conftest import VALID
+
+    @app.get("/forget")
+    def forget():
+        session.clear()
+        return "forgotten"
+
+    sign = "/petitions/vadim-kuramshin/sign"
+
+    def visit() -> list:
+        client = app.test_client()
+        page = client.get(sign)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+        posted = client.post(sign, data={**VALID, "email": f"s{len(seen)}@example.org", "csrf_token": token})
+        assert posted.status_code == 303
+        answers = [page, posted, client.get("/forget"), client.get("/forget")]
+        return [(r.headers.get("Vary"), [re.sub(r"^session=[^;]+", "session=…", c) for c in r.headers.getlist(
+            "Set-Cookie")]) for r in answers]
+
+    seen = []
+    seen.append(visit())
+    app.session_interface = SecureCookieSessionInterface()
+    seen.append(visit())
+    assert seen[0] == seen[1]
+    assert seen[0][0] == ("X-Petition-Fragment, Cookie", ["session=…; HttpOnly; Path=/; SameSite=Lax"])
+    assert seen[0][1][0] == "Cookie" and seen[0][1][1] == []  # read, not written again
+    assert seen[0][2][1][0].startswith("session=; Expires=Thu, 01 Jan 1970")  # emptied: removed
