@@ -1,9 +1,11 @@
 """Floods and bots, handled quietly: no CAPTCHA, no third-party script.
 
-Per sender address and petition, a soft limit holds further signatures for an organiser's review (they are
-stored, not counted, and the sender sees the usual page), and a hard limit refuses with 429 and
-Retry-After. A honeypot field, invisible to people and hidden from screen readers, marks bots' posts
-as held too, so nothing a real person sent is ever thrown away. Addresses are kept only as keyed hashes.
+Per sender address and petition, a soft limit (a burst and a sustained window) marks further submissions as
+held: they are mailed like any other, and once their owners confirm them an organiser reviews them before they
+count. Addresses at the big mail providers are never held. A hard limit refuses with 429 and Retry-After. A
+honeypot field, invisible to people and hidden from screen readers, marks bots' posts as held too, so nothing
+a real person sent is ever thrown away. Every check runs on every post, whatever it finds, so the time a post
+takes tells nothing. Addresses are kept only as keyed hashes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from functools import lru_cache
 
 from flask import abort, current_app
 from flask_limiter.util import get_remote_address
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse, parse_many
 
 from .extensions import limiter
 
@@ -54,11 +56,26 @@ def refuse_over_hard_limit(slug: str) -> None:
         abort(429, retry_after=max(1, int(reset - time.time()) + 1))
 
 
+@lru_cache(maxsize=8)
+def _limits(text: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(text))
+
+
 def over_soft_limit(slug: str) -> bool:
-    """Count this signature against the soft limit; True once the sender has passed it."""
-    return not limiter.limiter.hit(_limit(current_app.config["SIGN_SOFT_LIMIT"]), "sign-soft", sender(), slug)
+    """Count this submission in every window of the soft limit; True if the sender has passed any."""
+    hits = [limiter.limiter.hit(item, "sign-soft", sender(), slug)
+            for item in _limits(current_app.config["SIGN_SOFT_LIMIT"])]  # all of them, always
+    return not all(hits)
 
 
 def looks_automated(form) -> bool:
     """A bot filled the field no person can see."""
     return bool((form.get(HONEYPOT) or "").strip())
+
+
+def held(form, slug: str, domain: str) -> bool:
+    """Whether this submission waits for an organiser once confirmed: a bot's, or from a flooding address
+    at a mail domain that is not a big provider's."""
+    flooding = over_soft_limit(slug)
+    allowed = domain in current_app.config["SIGN_ALLOWED_DOMAINS"]
+    return looks_automated(form) or (flooding and not allowed)

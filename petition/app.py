@@ -11,7 +11,7 @@ from flask import Flask, abort, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, connections, errors, inputs, layout, sessions, settings, signing
+from . import cli, connections, errors, inputs, intake, layout, origins, sessions, settings
 from .extensions import csrf, db, limiter, login_manager
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
@@ -39,14 +39,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(config)
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     if uri.startswith("sqlite"):
-        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
         options.setdefault("connect_args", {}).setdefault("timeout", 30)  # seconds a writer waits its turn
-    elif uri.startswith("postgresql"):
-        # Signing writes in one statement, atomic by itself, on connections that are in autocommit from
-        # the start: the pool's ping and the write would otherwise switch a connection's mode four times.
-        app.config.setdefault("SQLALCHEMY_BINDS", {})[signing.AUTOCOMMIT] = {
-            "url": uri, "isolation_level": "AUTOCOMMIT"}
+    # A sign form's POST writes one row, atomic by itself, on connections that are in autocommit from the
+    # start: no BEGIN and COMMIT around it, and no switching of a pooled connection's mode.
+    app.config.setdefault("SQLALCHEMY_BINDS", {})[intake.AUTOCOMMIT] = {
+        **options, "url": uri, "isolation_level": "AUTOCOMMIT"}
     if app.config["TRUSTED_PROXIES"]:  # behind nginx: the client's scheme and host, as nginx saw them
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
@@ -55,7 +54,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         for engine in db.engines.values():
             connections.ping_when_idle(engine)
-    app.before_request(_refuse_undecodable_forms)  # first: before CSRFProtect parses the form
+    app.before_request(origins.refuse_cross_site)  # first: nothing of a cross-site post is read
+    app.before_request(_refuse_undecodable_forms)  # before CSRFProtect parses the form
     csrf.init_app(app)
     # Organisers' pages only: a signer's request never loads a user (nor touches the session for it).
     login_manager.init_app(app, add_context_processor=False)
@@ -67,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .organisers import bp as organisers_bp
     from .visitors import bp as visitors_bp
 
+    csrf.exempt(visitors_bp)  # visitors carry no token and have no session: see origins
     app.register_blueprint(visitors_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(organisers_bp)

@@ -15,7 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from . import accounts, catalogue, embedded, exports, mail
+from . import accounts, catalogue, embedded, exports, sender
 from .catalogue import petition_or_404
 from .declarations import DeclarationError
 from .extensions import init_migrations
@@ -62,10 +62,11 @@ def sync() -> None:
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between checks with --loop.")
 @with_appcontext
 def send_mail(loop: bool, interval: float) -> None:
-    """Deliver the e-mails waiting in the outbox, retrying failed ones with back-off."""
+    """Decide new submissions and deliver the e-mails waiting in the outbox, retrying failed ones with
+    back-off."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     while True:
-        sent, failed = mail.deliver_all()
+        sent, failed = sender.run_once()
         if not loop:
             click.echo(f"sent {sent}, failed {failed}")
             return
@@ -89,7 +90,7 @@ def serve(host: str, port: int, threads: int) -> None:
     init_migrations(app)
     upgrade()
     _sync()
-    mail.start_sender(app)
+    sender.start(app)
     site_dir = Path(app.config["SITE_DIR"])
     if (site_dir / "index.html").is_file():
         served = embedded.site_and_service(app, site_dir)
@@ -239,10 +240,13 @@ def export_counts(slug, fmt, output) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say how many signatures would be anonymised.")
 @with_appcontext
 def purge(dry_run: bool) -> None:
-    """Anonymise signatures PETITION_RETENTION_DAYS after their petition closed (counts stay exact)."""
+    """Anonymise signatures PETITION_RETENTION_DAYS after their petition closed (counts stay exact), and
+    delete submissions whose confirmation link has expired."""
     from . import purge as purging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    expired = purging.expired_submissions(current_app.config["CONFIRM_DAYS"], dry_run=dry_run)
+    click.echo(f"{expired} unconfirmed submissions with expired links {'would be ' if dry_run else ''}deleted")
     days = current_app.config["RETENTION_DAYS"]
     report = purging.purge(days, dry_run=dry_run)
     verb = "would be anonymised" if dry_run else "anonymised"

@@ -13,10 +13,10 @@ from datetime import date, datetime
 from datetime import time as clock_time
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
 from .extensions import db
-from .models import CONFIRMED, HELD, PENDING, Petition, Signature, utcnow
+from .models import CONFIRMED, HELD, PENDING, Petition, Signature, Submission, utcnow
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def forget() -> None:
     """Drop this process's cached counts and what was rendered from them (API answers, sign pages)."""
     with _lock:
         _cache().clear()
-        for rendered in ("petition.api", "petition.api-responses", "petition.sign-pages"):
+        for rendered in ("petition.api", "petition.api-responses"):
             current_app.extensions.get(rendered, {}).clear()
 
 
@@ -108,7 +108,8 @@ def summary(petition: Petition) -> dict:
 
 
 def by_status(petition_id: int) -> dict[str, dict[str, int]]:
-    """For organisers: confirmed, pending and held signatures, in total and today (UTC)."""
+    """For organisers, in total and today (UTC): confirmed signatures, held ones (confirmed by their owners,
+    waiting for review) and pending submissions (nobody has confirmed them yet)."""
     start = datetime.combine(utcnow().date(), clock_time.min)
     empty = {CONFIRMED: 0, PENDING: 0, HELD: 0}
     total = dict(empty)
@@ -118,10 +119,11 @@ def by_status(petition_id: int) -> dict[str, dict[str, int]]:
     today = dict(empty)
     today.update(db.session.execute(
         select(Signature.status, func.count())
-        .where(Signature.petition_id == petition_id,
-               or_(and_(Signature.status == CONFIRMED, Signature.confirmed_at >= start),
-                   and_(Signature.status != CONFIRMED, Signature.created_at >= start)))
+        .where(Signature.petition_id == petition_id, Signature.confirmed_at >= start)
         .group_by(Signature.status)).all())
+    pending = select(func.count()).where(Submission.petition_id == petition_id)
+    total[PENDING] = db.session.scalar(pending)
+    today[PENDING] = db.session.scalar(pending.where(Submission.created_at >= start))
     return {"total": total, "today": today}
 
 

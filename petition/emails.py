@@ -25,6 +25,7 @@ class InvalidEmail(ValueError):
 class Address(NamedTuple):
     normalised: str  # what we write to
     canonical: str  # what decides whether this mailbox has signed
+    mailbox: str  # what the e-mail cap counts: every +tag variant of one mailbox, on any domain, together
 
 
 def parse(address: str) -> Address:
@@ -35,11 +36,14 @@ def parse(address: str) -> Address:
         raise InvalidEmail(str(error)) from None
     domain = result.ascii_domain.lower()
     local = result.local_part.casefold()
-    if domain in PLUS_TAG_DOMAINS:
-        local = local.split("+", 1)[0] or local
     if domain in DOTLESS_DOMAINS:
         local = local.replace(".", "") or local
-    return Address(result.normalized, f"{local}@{DOMAIN_ALIASES.get(domain, domain)}")
+    untagged = local.split("+", 1)[0] or local
+    # A tag makes a new signer only where the provider may deliver it elsewhere; for the e-mail cap it never
+    # does, or one inbox could be sent a message per tag.
+    signer = untagged if domain in PLUS_TAG_DOMAINS else local
+    domain = DOMAIN_ALIASES.get(domain, domain)
+    return Address(result.normalized, f"{signer}@{domain}", f"{untagged}@{domain}")
 
 
 def canonical(address: str) -> str:

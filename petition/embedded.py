@@ -1,8 +1,8 @@
 """The embedded default's one origin: the built site and the service from a single WSGI application.
 
 In production nginx does this split (``deploy/nginx.conf``); here every path the service routes goes to
-Flask and everything else is a file of the built site, with ``index.html`` for folders and the site's
-``404.html`` for the rest.
+Flask and everything else, the sign page at the path the form posts to included, is a file of the built
+site, with ``index.html`` for folders and the site's ``404.html`` for the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ def site_and_service(app: Flask, site_dir: Path):
             app.url_map.bind_to_environ(environ).match()
         except NotFound:
             return _static(Request(environ), site_dir)(environ, start_response)
-        except (MethodNotAllowed, RequestRedirect):
+        except MethodNotAllowed:
+            # A path the service takes posts at, read with GET: a page of the site (the sign page).
+            if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                return _static(Request(environ), site_dir)(environ, start_response)
+        except RequestRedirect:
             pass  # the service's own path: it answers these itself
         return app(environ, start_response)
 

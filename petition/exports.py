@@ -20,7 +20,7 @@ from sqlalchemy import (Column, FromClause, LargeBinary, MetaData, Select, Strin
 
 from . import countries
 from .extensions import db
-from .models import CONFIRMED, ExportLog, Petition, Signature
+from .models import CONFIRMED, PENDING, ExportLog, Petition, Signature, Submission
 
 CHUNK = 1000
 HEADER = ["Name", "E-mail", "Country", "Country code", "Town or postcode", "Comment", "Name public",
@@ -248,15 +248,21 @@ def xlsx_chunks(petition: Petition, filters: Filters, log_id: int, chunk_size: i
 
 
 def counts_by_day_country_status(petition: Petition) -> list[tuple[str, str, str, int]]:
-    """(day signed, country, status, signatures): the organisers' counts, pending and held included."""
+    """(day signed, country, status, signatures): the organisers' counts, held signatures and pending
+    submissions (nobody has confirmed them yet) included."""
     day = func.date(Signature.created_at)
     rows = db.session.execute(
         select(day, Signature.country, Signature.status, func.count())
         .where(Signature.petition_id == petition.id)
         .group_by(day, Signature.country, Signature.status)
-        .order_by(day, Signature.country, Signature.status)
     ).all()
-    return [(d.isoformat() if isinstance(d, date) else str(d), c, s, n) for d, c, s, n in rows]
+    submitted = func.date(Submission.created_at)
+    rows += db.session.execute(
+        select(submitted, Submission.country, literal(PENDING), func.count())
+        .where(Submission.petition_id == petition.id)
+        .group_by(submitted, Submission.country)
+    ).all()
+    return sorted((d.isoformat() if isinstance(d, date) else str(d), c, s, n) for d, c, s, n in rows)
 
 
 def counts_csv(rows: list[tuple[str, str, str, int]]) -> str:

@@ -1,7 +1,9 @@
 """What the service accepts as text from a visitor, and the exact reason when it refuses.
 
 Text is normalised to NFC (so the same name typed on two keyboards is the same name) and refused, never
-silently altered, when it carries control characters, direction overrides or undecodable bytes.
+silently altered, when it carries control characters, direction overrides or undecodable bytes. Text that
+merely begins like a spreadsheet formula ("+7 727", "- my comment") is ordinary text: the exports neutralise
+it where it would lead a cell.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 NEWLINES = re.compile(r"\r\n?")
 # Something a browser could read as a tag; no name, town or comment needs one.
 MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
-# What a spreadsheet could run as a formula if the text led a cell.
-FORMULA_START = ("=", "+", "-", "@")
 
 
 class InvalidText(ValueError):
@@ -37,8 +37,6 @@ def clean(value: str | None, *, multiline: bool = False) -> str:
     text = text.strip()
     if MARKUP.search(text):
         raise InvalidText("cannot contain HTML tags (text between < and >)")
-    if text.startswith(FORMULA_START):
-        raise InvalidText("cannot start with =, +, - or @")
     return text
 
 

@@ -12,7 +12,6 @@ import smtplib
 import ssl
 import threading
 from datetime import timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -20,22 +19,29 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import Flask, current_app, render_template, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import tokens
+from .paths import sign_page
+from .countries import NAMES as COUNTRY_NAMES
 from .extensions import db
-from .models import OutboxMessage, utcnow
+from .models import OutboxMessage, Signature, Submission, utcnow
 
 log = logging.getLogger(__name__)
 
-CONFIRM = "confirm"
-ALREADY_SIGNED = "already_signed"
+CONFIRM = "confirm"  # a submission's link, for an address that has not signed
+ALREADY_SIGNED = "already_signed"  # a submission's link, for an address that has: confirming replaces
+COUNTED = "counted"  # a signature's receipt, with its 'manage' link
 SUBJECTS = {
     CONFIRM: "Please confirm your signature: {title}",
     ALREADY_SIGNED: "You have already signed: {title}",
+    COUNTED: "Your signature is confirmed: {title}",
 }
 BATCH = 50
 MAX_BACKOFF = timedelta(hours=1)
+# A message still not delivered after this many tries (some two hours of back-off) is given up and shown to
+# organisers; so is one the server refuses for good at once.
+MAX_ATTEMPTS = 8
 
 _wake = threading.Event()
 
@@ -88,7 +94,8 @@ class FileTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
         path = self.folder / f"{stamp}-{message['X-Petition-Outbox']}.eml"
-        path.write_bytes(message.as_bytes())
+        # As an SMTPUTF8 server would get it: an address may have a local part that is not ASCII.
+        path.write_bytes(message.as_bytes(policy=message.policy.clone(utf8=True)))
         log.info("e-mail written to %s", path)
 
 
@@ -98,21 +105,34 @@ def transport_for(app: Flask) -> Transport:
 
 
 def compose(item: OutboxMessage) -> tuple[EmailMessage, dict[str, str]]:
-    """Render one outbox row into a multipart text + HTML message; also return its links."""
+    """Render one outbox row into a multipart text + HTML message; also return its links.
+
+    A submission's e-mail shows the answers its link confirms, exactly: the mailbox's owner sees what was
+    typed with their address before anything is stored under it."""
     config = current_app.config
-    signature = item.signature
-    petition = signature.petition
-    links = {
-        "confirm": _external("visitors.confirm", slug=petition.slug, token=tokens.make(signature, tokens.CONFIRM)),
-        "manage": _external("visitors.manage", slug=petition.slug, token=tokens.make(signature, tokens.MANAGE)),
-        "petition": _external("visitors.sign", slug=petition.slug),
-    }
-    context = {"signature": signature, "petition": petition, "links": links, "kind": item.kind,
-               "confirm_days": config["CONFIRM_DAYS"]}
+    submission, signature = item.submission, item.signature
+    if submission is not None and signature is None:  # a repeat: the signature already stored, if any
+        signature = db.session.scalar(select(Signature).where(
+            Signature.petition_id == submission.petition_id,
+            Signature.email_canonical == submission.email_canonical))
+    petition = (submission or signature).petition  # type: ignore[union-attr]
+    links = {"petition": config["BASE_URL"] + sign_page(petition.slug)}
+    if submission is not None:
+        links["confirm"] = _external("visitors.confirm", slug=petition.slug,
+                                     token=tokens.make(submission, tokens.CONFIRM))
+    if signature is not None:
+        links["manage"] = _external("visitors.manage", slug=petition.slug,
+                                    token=tokens.make(signature, tokens.MANAGE))
+    answers = submission or signature
+    context = {"answers": answers, "signature": signature, "petition": petition, "links": links,
+               "kind": item.kind, "confirm_days": config["CONFIRM_DAYS"],
+               "country_name": COUNTRY_NAMES.get(answers.country, answers.country)}  # type: ignore[union-attr]
     message = EmailMessage()
     message["Subject"] = SUBJECTS[item.kind].format(title=petition.title)
     message["From"] = config["MAIL_FROM"]
-    message["To"] = Address(display_name=signature.name, addr_spec=signature.email)
+    # The address alone: no name, anyone may have typed it. Plain text, not a headerregistry Address, which
+    # refuses a local part that is not ASCII; smtplib sends such an address with SMTPUTF8, or refuses it.
+    message["To"] = answers.email  # type: ignore[union-attr]
     message["Date"] = formatdate(localtime=False, usegmt=True)
     sender_domain = parseaddr(config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(domain=sender_domain)
@@ -128,6 +148,17 @@ def _external(endpoint: str, **values: str) -> str:
     return current_app.config["BASE_URL"] + url_for(endpoint, **values)
 
 
+def permanent(error: Exception) -> bool:
+    """The server will never take this message: it refuses every recipient for good (5xx), or the address
+    needs SMTPUTF8, which it does not offer. A failure of our own setup (a password, a server down) is
+    worth retrying after the operator has mended it."""
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return True
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    return False
+
+
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, … up to an hour between tries."""
     return min(timedelta(seconds=30 * 2 ** min(max(attempts - 1, 0), 7)), MAX_BACKOFF)
@@ -139,7 +170,8 @@ def deliver_due(transport: Transport | None = None, limit: int = BATCH) -> tuple
     transport = transport or transport_for(app)
     query = (
         select(OutboxMessage)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= utcnow())
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None),
+               OutboxMessage.next_attempt_at <= utcnow())
         .order_by(OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)  # several senders never take the same row (PostgreSQL)
@@ -150,18 +182,21 @@ def deliver_due(transport: Transport | None = None, limit: int = BATCH) -> tuple
             with app.test_request_context(base_url=app.config["BASE_URL"]):
                 message, links = compose(item)
             transport.send(message)
-        except Exception as error:  # any failure: keep the row, retry later
+        except Exception as error:  # any failure: keep the row, retry later, up to a point
             item.attempts += 1
             item.next_attempt_at = utcnow() + backoff(item.attempts)
             item.last_error = f"{type(error).__name__}: {error}"[:500]
+            if item.attempts >= MAX_ATTEMPTS or permanent(error):
+                item.failed_at = utcnow()
             failed += 1
             # The error text can name the recipient; it stays in the database, the log gets its type only.
-            log.warning("e-mail %s not sent (attempt %s): %s", item.id, item.attempts, type(error).__name__)
+            log.warning("e-mail %s not sent (attempt %s%s): %s", item.id, item.attempts,
+                        ", given up" if item.failed_at else "", type(error).__name__)
         else:
             item.sent_at = utcnow()
             item.attempts += 1
             sent += 1
-            if isinstance(transport, FileTransport) and item.kind == CONFIRM:
+            if isinstance(transport, FileTransport) and "confirm" in links:
                 # Only on the embedded default, where nobody has a mailbox: show where to click.
                 log.warning("confirmation link for a new signature: %s", links["confirm"])
     db.session.commit()
@@ -178,29 +213,21 @@ def deliver_all(transport: Transport | None = None) -> tuple[int, int]:
             return total_sent, total_failed
 
 
+def given_up(petition_id: int, limit: int = 50) -> list[OutboxMessage]:
+    """For organisers: the latest e-mails about a petition that the sender gave up on."""
+    about = func.coalesce(Submission.petition_id, Signature.petition_id)
+    return list(db.session.scalars(
+        select(OutboxMessage).outerjoin(OutboxMessage.submission).outerjoin(OutboxMessage.signature)
+        .where(OutboxMessage.failed_at.is_not(None), about == petition_id)
+        .order_by(OutboxMessage.failed_at.desc()).limit(limit)))
+
+
 def wake_sender() -> None:
     """Tell a background sender in this process that there is new mail."""
     _wake.set()
 
 
-def run_sender(app: Flask, stop: threading.Event, interval: float = 5.0) -> None:
-    """The sender loop: deliver, then sleep until woken or until the next retry may be due."""
-    while not stop.is_set():
-        with app.app_context():
-            try:
-                deliver_all()
-            except Exception:  # the database may be briefly away; never let the thread die
-                log.exception("mail sender: delivery round failed")
-                db.session.rollback()
-            finally:
-                db.session.remove()
-        _wake.wait(interval)
-        _wake.clear()
-
-
-def start_sender(app: Flask, interval: float = 5.0) -> threading.Event:
-    """Start ``run_sender`` in a daemon thread; set the returned event to stop it."""
-    stop = threading.Event()
-    thread = threading.Thread(target=run_sender, args=(app, stop, interval), name="mail-sender", daemon=True)
-    thread.start()
-    return stop
+def wait_for_work(seconds: float) -> None:
+    """Sleep until ``wake_sender`` is called in this process, or for ``seconds``."""
+    _wake.wait(seconds)
+    _wake.clear()

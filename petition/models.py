@@ -1,7 +1,8 @@
 """The database tables, as typed SQLAlchemy 2.0 models.
 
-Counts are never stored: they are derived from the signature rows (see ``counts``), so a signing request
-only ever inserts and no two signers compete for one row.
+A sign form's POST only appends a ``Submission``; a ``Signature`` exists once the mailbox's owner has
+confirmed one submission, as it was shown to them. Counts are never stored: they are derived from the
+signature rows (see ``counts``), so no two signers compete for one row.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
-PENDING = "pending"
-CONFIRMED = "confirmed"
-HELD = "held"
+CONFIRMED = "confirmed"  # counted
+HELD = "held"  # confirmed by its owner, sent from a flooding address: counted once an organiser accepts it
+PENDING = "pending"  # in the organisers' counts only: submissions that nobody has confirmed yet
 
 
 def utcnow() -> datetime:
@@ -57,7 +58,46 @@ class Petition(db.Model):
         return self.state() == "open"
 
 
+class Submission(db.Model):
+    """One valid POST of the sign form, exactly as it was sent. Its e-mail link confirms these answers and no
+    others, so whoever typed an address first cannot choose what its owner confirms. The background sender
+    decides what each needs (``decided_at``); the POST itself never looks at other rows."""
+
+    __tablename__ = "submission"
+    __table_args__ = (
+        # The sender's queue: what is not decided yet.
+        Index("ix_submission_undecided", "decided_at", "id"),
+        # A mailbox's submissions to one petition: discarded together when one is confirmed.
+        Index("ix_submission_signer", "petition_id", "email_canonical"),
+        # The e-mail cap: messages sent to one mailbox about one petition lately.
+        Index("ix_submission_mailbox", "petition_id", "mailbox", "mailed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petition.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    email_canonical: Mapped[str] = mapped_column(String(320))
+    mailbox: Mapped[str] = mapped_column(String(320))
+    country: Mapped[str] = mapped_column(String(2))
+    postcode: Mapped[str] = mapped_column(String(40), default="")
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    public: Mapped[bool] = mapped_column(default=False)
+    updates: Mapped[bool] = mapped_column(default=False)
+    # Over the soft limit or a bot's: still mailed; once confirmed, held for an organiser's review.
+    held: Mapped[bool] = mapped_column(default=False)
+    ip_hash: Mapped[str | None] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    mailed_at: Mapped[datetime | None]  # when its e-mail was queued; None: none was (the cap, or closed)
+
+    petition: Mapped[Petition] = relationship()
+
+
 class Signature(db.Model):
+    """A confirmed signature: the answers of the submission its owner confirmed."""
+
     __tablename__ = "signature"
     __table_args__ = (
         # One signature per petition per mailbox, whatever the race: the database decides.
@@ -78,12 +118,11 @@ class Signature(db.Model):
     comment: Mapped[str] = mapped_column(String(500), default="")
     public: Mapped[bool] = mapped_column(default=False)
     updates: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(10), default=PENDING)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(10), default=CONFIRMED)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)  # when the confirmed submission was sent
     confirmed_at: Mapped[datetime | None]
     # Part of every link token: a link stays bound to this row even if a withdrawn row's id is reused.
     nonce: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(8))
-    mails_sent: Mapped[int] = mapped_column(default=0)
     # The sender's address, only as a keyed hash: enough to see a flood, useless to identify anyone.
     ip_hash: Mapped[str | None] = mapped_column(String(32))
     # Set by `petition purge`: personal data erased, country and dates kept for the counts.
@@ -93,21 +132,25 @@ class Signature(db.Model):
 
 
 class OutboxMessage(db.Model):
-    """An e-mail to send, written in the same transaction as the signature that causes it."""
+    """An e-mail to send, written in the same transaction as what causes it: about a submission (its
+    confirmation link) or a signature (the receipt with its 'manage' link)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "sent_at", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    signature_id: Mapped[int] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"), index=True)
+    signature_id: Mapped[int | None] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(default=0)
     sent_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]  # given up: too many tries, or refused for good; organisers see it
     last_error: Mapped[str | None] = mapped_column(String(500))
 
-    signature: Mapped[Signature] = relationship()
+    submission: Mapped[Submission | None] = relationship()
+    signature: Mapped[Signature | None] = relationship()
 
 
 class Organiser(UserMixin, db.Model):

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from sqlalchemy import String, cast, delete, func, literal, select, update
 
 from .extensions import db
-from .models import OutboxMessage, Petition, Signature, utcnow
+from .models import OutboxMessage, Petition, Signature, Submission, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,17 @@ def due(retention_days: int, today: date | None = None) -> list[Petition]:
     return [p for p in petitions if closed_on(p) + timedelta(days=retention_days) < today]
 
 
+def expired_submissions(confirm_days: int, now=None, dry_run: bool = False) -> int:
+    """Delete submissions whose confirmation link has expired: nobody can confirm them any more."""
+    before = (now or utcnow()) - timedelta(days=confirm_days)
+    stale = Submission.created_at < before
+    if dry_run:
+        return db.session.scalar(select(func.count()).where(stale))
+    result = db.session.execute(delete(Submission).where(stale))
+    db.session.commit()
+    return result.rowcount
+
+
 def purge(retention_days: int, today: date | None = None, dry_run: bool = False) -> dict[str, int]:
     """Anonymise the signatures of every petition past its retention; return rows purged per slug."""
     report: dict[str, int] = {}
@@ -38,9 +49,11 @@ def purge(retention_days: int, today: date | None = None, dry_run: bool = False)
         if dry_run:
             report[petition.slug] = db.session.scalar(select(func.count()).where(remaining))
             continue
-        # Unsent e-mails of these signers go first: they would carry the data being erased.
+        # Unsent e-mails of these signers go first: they would carry the data being erased. Submissions
+        # nobody confirmed go whole (their e-mails with them).
         db.session.execute(delete(OutboxMessage).where(
             OutboxMessage.signature_id.in_(select(Signature.id).where(remaining))))
+        db.session.execute(delete(Submission).where(Submission.petition_id == petition.id))
         result = db.session.execute(
             update(Signature).where(remaining).values(
                 name="", email="", email_canonical=literal("purged-") + cast(Signature.id, String),

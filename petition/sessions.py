@@ -1,21 +1,18 @@
-"""The session cookie and the CSRF token, as Flask and Flask-WTF sign them, minus work that the busiest requests
-do not need."""
+"""The organisers' session cookie, as Flask signs it, minus work that busy requests do not need."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 
-from flask import Flask, Request, Response, current_app, g, session
+from flask import Flask, Request, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.url_safe import URLSafeSerializerMixin
 
-# Shorter JSON than this is not worth compressing: a signer's session, its CSRF token alone, is 57 bytes,
-# and zlib would make it 65. (An organiser's, some 220 bytes, shrinks by a quarter.)
+# Shorter JSON than this is not worth compressing: a session holding only a CSRF token is 57 bytes, and zlib
+# would make it 65. (A logged-in organiser's, some 220 bytes, shrinks by a quarter.)
 SHORT_PAYLOAD = 100
 
 
@@ -126,26 +123,3 @@ def _vary_on_cookie(response: Response) -> None:
         response.headers["Vary"] = "Cookie"
     elif "cookie" not in (part.strip().lower() for part in vary.split(",")):
         response.headers["Vary"] = f"{vary}, Cookie"
-
-
-CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
-
-
-@functools.lru_cache(maxsize=4)
-def _csrf_serializer(secret_key: str | bytes) -> Serializer:
-    return Serializer(secret_key, salt=CSRF_SALT, signer_kwargs={"digest_method": hashlib.sha1})
-
-
-def csrf_token() -> str:
-    """The form's CSRF token, as Flask-WTF's ``generate_csrf`` makes it: a random token in the session, signed
-    for the page and kept on ``g`` for the rest of the request, under the same names, which its check reads.
-    Signed by one serializer per key and without the zlib attempt on 42 bytes: Flask-WTF builds a serializer
-    and a deflate state for every token, an eighth of the work of the sign page every signer loads."""
-    config = current_app.config
-    field = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    if field not in g:
-        if field not in session:
-            session[field] = hashlib.sha1(os.urandom(64)).hexdigest()
-        key = config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
-        setattr(g, field, _csrf_serializer(key).dumps(session[field]))
-    return getattr(g, field)

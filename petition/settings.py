@@ -35,6 +35,10 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _domains(value: str) -> frozenset[str]:
+    return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("PETITION_ENV", "ENV", "development", str,
             "`production` refuses to start without an explicit secret key and SMTP."),
@@ -66,17 +70,32 @@ SETTINGS: tuple[Setting, ...] = (
             "Days a confirmation link stays valid."),
     Setting("PETITION_MANAGE_DAYS", "MANAGE_DAYS", 365, _positive_int,
             "Days a 'manage my signature' link stays valid."),
-    Setting("PETITION_MAILS_PER_SIGNATURE", "MAILS_PER_SIGNATURE", 3, _positive_int,
-            "Most e-mails one signature can ever trigger (confirmation and repeat notices together)."),
+    Setting("PETITION_MAILS_PER_MAILBOX", "MAILS_PER_MAILBOX", 3, _positive_int,
+            "Most e-mails posts from one sender address can cause one mailbox about one petition in "
+            "`PETITION_MAIL_CAP_HOURS` (all its `+tag` variants together); further submissions are kept, "
+            "not mailed."),
+    Setting("PETITION_MAILS_PER_MAILBOX_IN_ALL", "MAILS_PER_MAILBOX_IN_ALL", 10, _positive_int,
+            "The same from all sender addresses together: a mailbox's owner, signing from their own "
+            "network, still gets a link after someone else has used up their share."),
+    Setting("PETITION_MAIL_CAP_HOURS", "MAIL_CAP_HOURS", 24, _positive_int,
+            "The window of the e-mail cap: after it, a signer who got no link can sign again and get one."),
     Setting("PETITION_RETENTION_DAYS", "RETENTION_DAYS", 180, _positive_int,
             "`petition purge` anonymises signatures this many days after their petition closed."),
     Setting("PETITION_RATELIMIT_STORAGE_URL", "RATELIMIT_STORAGE_URI", "memory://", str,
             "Where rate limits are counted: `memory://` for one process, `redis://host:6379` when several "
             "processes or hosts serve."),
-    Setting("PETITION_SIGN_SOFT_LIMIT", "SIGN_SOFT_LIMIT", "5 per hour", str,
-            "Signatures from one address to one petition above this are held for review, not counted."),
-    Setting("PETITION_SIGN_HARD_LIMIT", "SIGN_HARD_LIMIT", "50 per hour", str,
-            "Sign-form posts from one address to one petition above this are refused (429)."),
+    Setting("PETITION_SIGN_SOFT_LIMIT", "SIGN_SOFT_LIMIT", "5 per minute; 30 per 10 minutes", str,
+            "Submissions from one address to one petition beyond either window are held: still mailed, and once "
+            "confirmed, counted only after an organiser accepts them. Burst and sustained windows, as UK "
+            "e-petitions has them, five times wider for shared addresses."),
+    Setting("PETITION_SIGN_ALLOWED_DOMAINS", "SIGN_ALLOWED_DOMAINS", ",".join((
+        "gmail.com", "googlemail.com", "mail.ru", "bk.ru", "inbox.ru", "list.ru", "internet.ru", "yandex.ru",
+        "yandex.kz", "yandex.com", "ya.ru", "outlook.com", "hotmail.com", "live.com", "icloud.com", "yahoo.com",
+        "proton.me", "protonmail.com")), _domains,
+            "Comma-separated mail domains never held by the soft limit: big providers whose addresses a flood "
+            "cannot make up in numbers (the owner still has to confirm)."),
+    Setting("PETITION_SIGN_HARD_LIMIT", "SIGN_HARD_LIMIT", "300 per hour", str,
+            "Sign-form posts from one address to one petition beyond this are refused (429)."),
     Setting("PETITION_COUNT_CACHE_SECONDS", "COUNT_CACHE_SECONDS", 5, int,
             "How long one process reuses a computed count, a petition's details and its rendered sign form."),
     Setting("PETITION_COUNT_MAX_AGE", "COUNT_MAX_AGE", 10, int,
@@ -90,7 +109,8 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     for setting in SETTINGS:
         raw = environ.get(setting.env)
         if raw is None or raw == "":
-            config[setting.key] = setting.default
+            written = isinstance(setting.default, str) and setting.parse is not str  # as a variable would be
+            config[setting.key] = setting.parse(setting.default) if written else setting.default
             continue
         try:
             config[setting.key] = setting.parse(raw)

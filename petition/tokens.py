@@ -1,7 +1,8 @@
 """Signed, expiring tokens for the links in e-mails.
 
-A token names a signature by id and by its random nonce, so it carries no personal data, cannot be
-forged without the secret key, and stops working when the signature is withdrawn.
+A confirmation token names a submission, a 'manage' token a signature, each by id and by its random nonce,
+so it carries no personal data, cannot be forged without the secret key, and stops working when its row is
+gone (confirmed, replaced or withdrawn).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .extensions import db
-from .models import Signature
+from .models import Signature, Submission
 
 CONFIRM = "confirm"
 MANAGE = "manage"
@@ -30,8 +31,11 @@ def _serializer(purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"petition-{purpose}")
 
 
-def make(signature: Signature, purpose: str) -> str:
-    return _serializer(purpose).dumps([signature.id, signature.nonce])
+ROWS = {CONFIRM: Submission, MANAGE: Signature}
+
+
+def make(row: Submission | Signature, purpose: str) -> str:
+    return _serializer(purpose).dumps([row.id, row.nonce])
 
 
 def max_age(purpose: str) -> int:
@@ -39,17 +43,17 @@ def max_age(purpose: str) -> int:
     return days * 86400
 
 
-def load(token: str, purpose: str) -> Signature:
-    """The signature a token names, or ``TokenError``."""
+def load(token: str, purpose: str):
+    """The submission (CONFIRM) or signature (MANAGE) a token names, or ``TokenError``."""
     try:
-        signature_id, nonce = _serializer(purpose).loads(token, max_age=max_age(purpose))
+        row_id, nonce = _serializer(purpose).loads(token, max_age=max_age(purpose))
     except SignatureExpired:
         raise TokenError(expired=True) from None
     except (BadSignature, ValueError, TypeError):
         raise TokenError() from None
-    if not isinstance(signature_id, int) or not isinstance(nonce, str):
+    if not isinstance(row_id, int) or not isinstance(nonce, str):
         raise TokenError()
-    signature = db.session.get(Signature, signature_id)
-    if signature is None or not hmac.compare_digest(signature.nonce, nonce):
+    row = db.session.get(ROWS[purpose], row_id)
+    if row is None or not hmac.compare_digest(row.nonce, nonce):
         raise TokenError()
-    return signature
+    return row

@@ -162,34 +162,97 @@ VALID = {
 
 
 def csrf_token(client, path: str) -> str:
+    """An organiser's form token (visitors' forms have none)."""
     page = client.get(path)
     match = CSRF.search(page.get_data(as_text=True))
     assert match, f"no CSRF token on {path} ({page.status_code})"
     return match.group(1)
 
 
-def submit(client, slug: str = "vadim-kuramshin", **fields):
-    """Sign the way a browser does: fetch the form for its CSRF token, then post it."""
-    path = f"/petitions/{slug}/sign"
-    data = {"csrf_token": csrf_token(client, path), **VALID, **fields}
-    return client.post(path, data={k: v for k, v in data.items() if v is not None})
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+
+
+def submit(client, slug: str = "vadim-kuramshin", headers: dict | None = None, **fields):
+    """Sign the way a browser does from the site's page: post the form, no token, no cookie."""
+    data = {**VALID, **fields}
+    return client.post(f"/petitions/{slug}/sign", data={k: v for k, v in data.items() if v is not None},
+                       headers=SAME_ORIGIN if headers is None else headers)
+
+
+class Mailbox:
+    """The background sender's work, done on demand, with the messages it would send kept here."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    def send(self, message) -> None:
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(message.as_bytes(policy=message.policy.clone(utf8=True)),
+                                                policy=policy.default))
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if m["To"].addresses[0].addr_spec == address]
+
+
+def run_sender(app, mailbox: Mailbox | None = None) -> tuple[int, int]:
+    """Decide the waiting submissions and deliver the outbox, as ``petition send-mail`` does."""
+    from petition import intake, mail
+
+    with app.app_context():
+        while intake.decide() == intake.BATCH:
+            pass
+        return mail.deliver_all(mailbox)
+
+
+LINK = re.compile(r"https?://[^/\s]+(/petitions/[^\s\"<]+)")
+
+
+def links_in(message) -> dict[str, str]:
+    """The service's links in an e-mail's text, by kind (confirm, manage, sign)."""
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    return {path.split("/")[3]: path for path in LINK.findall(text)}
+
+
+def answers_in(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+@pytest.fixture
+def mailbox() -> Mailbox:
+    return Mailbox()
+
+
+def sign_and_confirm(app, client, mailbox: Mailbox, **fields) -> str:
+    """Sign, let the sender mail the link, press the button; return the manage link from the receipt."""
+    address = fields.get("email", VALID["email"])
+    before = len(mailbox.to(address))
+    assert submit(client, **fields).status_code == 303
+    run_sender(app, mailbox)
+    confirm = links_in(mailbox.to(address)[before])["confirm"]
+    assert client.post(confirm, headers=SAME_ORIGIN).status_code == 303
+    run_sender(app, mailbox)
+    return links_in(mailbox.to(address)[-1])["manage"]
 
 
 # ---------------------------------------------------------------- over real HTTP
 
 
 class Browser:
-    """Cookies kept between requests, redirects not followed: enough to sign like a person."""
+    """Cookies kept between requests, redirects not followed: enough to sign like a person. Its posts say,
+    as a browser's do, that they come from a page of the same origin."""
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect())
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), NoRedirect())
 
-    def request(self, path: str, data: dict | None = None) -> tuple[int, dict, str]:
+    def request(self, path: str, data: dict | None = None, headers: dict | None = None) -> tuple[int, dict, str]:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
+        sent = {"Sec-Fetch-Site": "same-origin"} if data is not None else {}
+        request = urllib.request.Request(self.base + path, data=body, headers={**sent, **(headers or {})})
         try:
-            with self.opener.open(self.base + path, data=body, timeout=10) as response:
+            with self.opener.open(request, timeout=10) as response:
                 return response.status, dict(response.headers), response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read().decode()

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from petition import counts
 from petition.extensions import db
-from petition.models import CONFIRMED, HELD, PENDING, Petition, Signature
+from petition.models import CONFIRMED, HELD, Petition, Signature
 
 PERSONAL = ("@example.org", "Signer", "Secret comment", "SW1")
 
@@ -30,7 +30,7 @@ def add_signatures(app, rows):
 
 ROWS = [
     ("KZ", CONFIRMED, "2026-11-02T10:00"), ("KZ", CONFIRMED, "2026-11-02T23:59"),
-    ("GB", CONFIRMED, "2026-11-03T00:00"), ("DE", PENDING, None), ("RU", HELD, None),
+    ("GB", CONFIRMED, "2026-11-03T00:00"), ("DE", HELD, None), ("RU", HELD, None),
 ]
 
 
@@ -103,7 +103,7 @@ def test_counts_are_cached_briefly_per_process(app, client):
 def test_stale_counts_are_counted_again_by_one_thread_while_others_answer(app, monkeypatch):
     """At the moment the cache goes stale under load, one thread counts; the rest keep the last numbers."""
     app.config["COUNT_CACHE_SECONDS"] = 60
-    add_signatures(app, [ROWS[0], ("GB", PENDING, None)])
+    add_signatures(app, [ROWS[0], ("GB", HELD, None)])
     with app.app_context():
         petition_id = db.session.scalar(db.select(Petition.id).where(Petition.slug == "vadim-kuramshin"))
         assert counts.confirmed_counts(petition_id).total == 1

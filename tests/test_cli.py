@@ -79,6 +79,14 @@ def test_migrations_are_loaded_only_for_the_db_commands(tmp_path):
     assert current.returncode == 0 and "(head)" in current.stdout, current.stderr
 
 
+def eml_files(outbox: Path, count: int, seconds: float = 15) -> list[Path]:
+    """The .eml files the background sender has written, once there are ``count`` of them."""
+    deadline = time.monotonic() + seconds
+    while len(list(outbox.glob("*.eml"))) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return sorted(outbox.glob("*.eml"))
+
+
 @pytest.mark.slow
 def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path, built_site):
     """The README's promise: serve, sign, find the link in instance/outbox/, confirm, count."""
@@ -95,34 +103,40 @@ def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path
         wait_until_serving(browser, "/api/petitions", server)
         status, _, home = browser.request("/")
         assert status == 200 and "Solidarity with Kazakhstan" in home  # the site, on the same origin
-        status, _, sign = browser.request("/petitions/vadim-kuramshin/sign")
-        assert status == 200 and 'class="md-header' in sign  # the service, in the site's frame
+        status, _, sign = browser.request("/petitions/vadim-kuramshin/sign/")
+        assert status == 200 and 'action="/petitions/vadim-kuramshin/sign"' in sign  # the site's sign page
         assert browser.request("/api/petitions/vadim-kuramshin")[2].count('"signature_count":0') == 1
 
-        token = browser.csrf("/petitions/vadim-kuramshin/sign")
         status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign", {
-            "csrf_token": token, "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"})
-        assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/thanks")
+            "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"})
+        assert status == 303 and headers["Location"] == "/petitions/vadim-kuramshin/thanks/"
+        assert browser.request(headers["Location"])[0] == 200
 
         outbox = tmp_path / "instance" / "outbox"
-        deadline = time.monotonic() + 15
-        while not list(outbox.glob("*.eml")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        [eml] = outbox.glob("*.eml")
+        [eml] = eml_files(outbox, 1)  # written by the background sender, unasked
         message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        assert message["To"].addresses[0].addr_spec == "ekaterina@example.org"
         text = message.get_body(preferencelist=("plain",)).get_content()
         confirm = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/confirm/\S+)", text).group(1)
 
-        token = browser.csrf(confirm)
-        status, _, _ = browser.request(confirm, {"csrf_token": token})
-        assert status == 303
+        status, _, page = browser.request(confirm)
+        assert status == 200 and "Ekaterina" in page
+        status, headers, _ = browser.request(confirm, {})
+        assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/confirmed")
         status, _, body = browser.request("/api/petitions/vadim-kuramshin")
         assert status == 200 and '"signature_count":1' in body
+
+        receipt = message_from_bytes(eml_files(outbox, 2)[-1].read_bytes(), policy=policy.default)
+        text = receipt.get_body(preferencelist=("plain",)).get_content()
+        manage = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/manage/\S+)", text).group(1)
+        status, _, page = browser.request(manage)
+        assert status == 200 and "ekaterina@example.org" in page
+        assert list(browser.cookies) == []  # a signer's browser was given nothing to keep
     finally:
         server.terminate()
         output = server.communicate(timeout=10)[0]
     assert f"Serving on http://127.0.0.1:{port}/" in output
     assert f"E-mails: written to {tmp_path / 'instance' / 'outbox'}" in output
-    assert "/petitions/vadim-kuramshin/confirm/" in output  # the link is logged for a local user
+    assert f"confirmation link for a new signature: {base}{confirm}" in output  # the link is logged for a local user
     assert "ekaterina@example.org" not in output  # the address is not
     assert (tmp_path / "instance" / "petition.sqlite3").exists()

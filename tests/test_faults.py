@@ -1,5 +1,5 @@
-"""Faults: a busy or unreachable database answers 503 with Retry-After; a worker killed mid-load loses no
-accepted signature; backups restore what they hold."""
+"""Faults: a busy or unreachable database answers 503 with Retry-After and loses nothing stored; a worker
+killed mid-load or a dropped connection loses no accepted submission; backups restore what they hold."""
 
 from __future__ import annotations
 
@@ -17,23 +17,31 @@ from sqlalchemy import func, select
 
 from petition import create_app
 from petition.extensions import db
-from petition.models import Signature
+from petition.models import Signature, Submission
 
-from conftest import SHIPPED_PETITIONS, VALID, Browser, csrf_token, free_port, submit, wait_until_serving
+from conftest import (SAME_ORIGIN, SHIPPED_PETITIONS, VALID, Browser, Mailbox, free_port, links_in, run_sender,
+                      sign_and_confirm, submit, wait_until_serving)
 
 SIGN = "/petitions/vadim-kuramshin/sign"
+COUNT = "/api/petitions/vadim-kuramshin"
 
 
-def count(app) -> int:
+def count(app, model=Signature) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(Signature))
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def emails_of(app, model) -> list[str]:
+    with app.app_context():
+        return sorted(db.session.scalars(select(model.email)))
 
 
 def test_a_locked_sqlite_database_answers_503_then_recovers(tmp_path, petitions_dir):
     database = tmp_path / "busy.sqlite3"
     app = create_app({"INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "k", "TESTING": True,
                       "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}", "PETITIONS_DIR": str(petitions_dir),
-                      "SITE_DIR": str(tmp_path / "no-site"),
+                      "SITE_DIR": str(tmp_path / "no-site"), "BASE_URL": "http://petition.test",
+                      "COUNT_CACHE_SECONDS": 0,
                       "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 0.2}}})
     with app.app_context():
         from flask_migrate import upgrade
@@ -44,21 +52,30 @@ def test_a_locked_sqlite_database_answers_503_then_recovers(tmp_path, petitions_
         init_migrations(app)
         upgrade()
         catalogue.sync(petitions_dir)
-    client = app.test_client()
-    token = csrf_token(client, SIGN)
+    client, mailbox = app.test_client(), Mailbox()
+    sign_and_confirm(app, client, mailbox, email="stored@example.org")
+    assert submit(client, email="waiting@example.org").status_code == 303
+    run_sender(app, mailbox)
+    waiting = links_in(mailbox.to("waiting@example.org")[0])["confirm"]
     blocker = sqlite3.connect(database, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
     try:
-        busy = client.post(SIGN, data={**VALID, "csrf_token": token})
-        assert busy.status_code == 503
-        assert busy.headers["Retry-After"] == "30"
-        assert "busy for a moment" in busy.get_data(as_text=True) and "Traceback" not in busy.get_data(as_text=True)
-        assert client.get("/api/petitions/vadim-kuramshin").status_code == 200  # readers go on (WAL)
+        for busy in (submit(client, email="new@example.org"), client.post(waiting, headers=SAME_ORIGIN)):
+            html = busy.get_data(as_text=True)
+            assert busy.status_code == 503
+            assert busy.headers["Retry-After"] == "30"
+            assert "busy for a moment" in html and "Traceback" not in html
+        assert client.get(COUNT).json["signature_count"] == 1  # readers go on (WAL)
+        assert client.get(waiting).status_code == 200
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert client.post(SIGN, data={**VALID, "csrf_token": token}).status_code == 303
-    assert count(app) == 1
+    assert emails_of(app, Signature) == ["stored@example.org"]  # nothing stored was lost
+    assert emails_of(app, Submission) == ["waiting@example.org"]
+    assert submit(client, email="new@example.org").status_code == 303  # the signer sends again
+    assert client.post(waiting, headers=SAME_ORIGIN).status_code == 303
+    assert emails_of(app, Signature) == ["stored@example.org", "waiting@example.org"]
+    assert emails_of(app, Submission) == ["new@example.org"]
 
 
 def test_an_unreachable_database_answers_503_with_retry_after(tmp_path):
@@ -67,17 +84,18 @@ def test_an_unreachable_database_answers_503_with_retry_after(tmp_path):
                       "SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"
                                                  "?connect_timeout=2"})
     client = app.test_client()
-    page = client.get(SIGN)
-    assert page.status_code == 503 and page.headers["Retry-After"] == "30"
-    assert "Service busy" in page.get_data(as_text=True)
-    api = client.get("/api/petitions/vadim-kuramshin")
+    for page in (submit(client), client.get("/petitions/vadim-kuramshin/confirm/some-token"),
+                 client.get("/petitions/vadim-kuramshin/confirmed")):
+        assert page.status_code == 503 and page.headers["Retry-After"] == "30"
+        assert "Service busy" in page.get_data(as_text=True)
+    api = client.get(COUNT)
     assert api.status_code == 503 and api.json["status"] == 503
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_load_loses_no_accepted_signature(app, database_url, tmp_path):
+def test_a_worker_killed_mid_load_loses_no_accepted_submission(app, database_url, tmp_path):
     """gunicorn, two workers, 160 signers from 4 threads; one worker gets SIGKILL part way.
-    Every submission answered 303 must be in the database afterwards."""
+    Every submission answered 303 must be in the database afterwards, and get its e-mail."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
     env.update({"PETITION_DATABASE_URL": database_url, "PETITION_SECRET_KEY": app.config["SECRET_KEY"],
@@ -98,10 +116,8 @@ def test_a_worker_killed_mid_load_loses_no_accepted_signature(app, database_url,
         def signer(thread: int) -> None:
             for n in range(40):
                 email = f"t{thread}n{n}@example.org"
-                browser = Browser(base)
                 try:
-                    token = browser.csrf(SIGN)
-                    status, _, _ = browser.request(SIGN, {**VALID, "email": email, "csrf_token": token})
+                    status, _, _ = Browser(base).request(SIGN, {**VALID, "email": email})
                 except Exception:  # reset, truncated, refused: the worker died under it; a signer sends again
                     status = None
                 with lock:
@@ -123,24 +139,29 @@ def test_a_worker_killed_mid_load_loses_no_accepted_signature(app, database_url,
     finally:
         server.terminate()
         server.wait(timeout=15)
-    with app.app_context():
-        stored = set(db.session.scalars(select(Signature.email)))
+    stored = emails_of(app, Submission)
     missing = [email for email in accepted if email not in stored]
     assert missing == []
+    mailbox = Mailbox()
+    run_sender(app, mailbox)
+    assert all(len(mailbox.to(email)) == 1 for email in accepted)
 
 
-def test_backup_and_restore(app, client, runner, tmp_path):
+def test_backup_and_restore(app, client, runner, tmp_path, mailbox):
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         result = runner.invoke(args=["backup", str(tmp_path / "b.sqlite3")])
         assert result.exit_code == 1 and "pg_dump" in result.output
         return
     for n in range(3):
-        submit(client, email=f"kept{n}@example.org")
+        sign_and_confirm(app, client, mailbox, email=f"kept{n}@example.org")
+    submit(client, email="waiting@example.org")  # not confirmed yet: its link must work after a restore
+    run_sender(app, mailbox)
+    waiting = links_in(mailbox.to("waiting@example.org")[0])["confirm"]
     target = tmp_path / "backup.sqlite3"
     result = runner.invoke(args=["backup", str(target)])
     assert result.exit_code == 0 and "Backed up 3 signatures" in result.output
     assert runner.invoke(args=["backup", str(target)]).exit_code == 1  # never overwrites
-    submit(client, email="after-the-backup@example.org")
+    sign_and_confirm(app, client, mailbox, email="after-the-backup@example.org")
     assert count(app) == 4
 
     not_a_backup = tmp_path / "notes.txt"
@@ -151,8 +172,13 @@ def test_backup_and_restore(app, client, runner, tmp_path):
 
     result = runner.invoke(args=["restore", str(target)], input="y\n")
     assert result.exit_code == 0 and "Restored 3 signatures" in result.output
-    assert count(app) == 3
-    assert client.get("/api/petitions/vadim-kuramshin").status_code == 200
+    assert emails_of(app, Signature) == [f"kept{n}@example.org" for n in range(3)]
+    assert emails_of(app, Submission) == ["waiting@example.org"]
+    assert client.get(COUNT).json["signature_count"] == 3
+    assert client.post(waiting, headers=SAME_ORIGIN).status_code == 303  # the restored submission confirms
+    assert submit(client, email="after-the-restore@example.org").status_code == 303  # and signing goes on
+    assert emails_of(app, Submission) == ["after-the-restore@example.org"]
+    assert client.get(COUNT).json["signature_count"] == 4
 
 
 # ---------------------------------------------------------------- connections the database dropped
@@ -192,8 +218,8 @@ def pings(app, monkeypatch):
 def test_a_connection_used_a_moment_ago_is_not_checked_again(app, client, pings):
     for n in range(5):
         assert submit(client, email=f"busy{n}@example.org").status_code == 303
-    assert pings == []  # under load: no round trip before each signature
-    assert count(app) == 5
+    assert pings == []  # under load: no round trip before each submission
+    assert count(app, Submission) == 5
 
 
 @ON_POSTGRES
@@ -206,28 +232,37 @@ def test_an_idle_connection_the_database_dropped_is_replaced_before_use(app, cli
     response = submit(client, email="after@example.org")
     assert response.status_code == 303
     assert pings  # it was checked, found dead and replaced, so the signer saw nothing
-    assert count(app) == 2
+    assert emails_of(app, Submission) == ["after@example.org", "before@example.org"]
 
 
 @ON_POSTGRES
-def test_a_busy_connection_the_database_dropped_costs_no_signature(app, client, pings):
+def test_a_busy_connection_the_database_dropped_costs_no_submission(app, client, pings, mailbox):
     app.config["COUNT_CACHE_SECONDS"] = 60  # as in production: the petition read once, not per signer
     assert submit(client, email="before@example.org").status_code == 303
-    token = csrf_token(client, SIGN)
     assert drop_pooled_connections(app) >= 1
     # Used a moment ago, so not checked: the write fails on the dropped connection and is made again.
-    response = client.post(SIGN, data={**VALID, "csrf_token": token, "email": "after@example.org"})
+    response = submit(client, email="after@example.org")
     assert response.status_code == 303
     assert pings == []
-    rows = on_the_side(app, "SELECT email, count(outbox.id) FROM signature JOIN outbox "
-                            "ON outbox.signature_id = signature.id GROUP BY email ORDER BY email")
-    assert rows == [("after@example.org", 1), ("before@example.org", 1)]  # one mail each, no more
+    assert on_the_side(app, "SELECT email FROM submission ORDER BY email") == [
+        ("after@example.org",), ("before@example.org",)]  # each once, no more
+    with app.app_context():
+        db.engine.dispose()  # the sender's connections were dropped too: a round of its own would start afresh
+    run_sender(app, mailbox)
+    assert on_the_side(app, "SELECT email, count(outbox.id) FROM submission JOIN outbox "
+                            "ON outbox.submission_id = submission.id GROUP BY email ORDER BY email") == [
+        ("after@example.org", 1), ("before@example.org", 1)]  # one e-mail each
 
 
 @ON_POSTGRES
-def test_a_page_read_on_a_dropped_busy_connection_answers_503_once(app, client):
-    assert client.get(SIGN).status_code == 200
+def test_a_page_read_on_a_dropped_busy_connection_answers_503_once(app, client, mailbox):
+    submit(client)
+    run_sender(app, mailbox)
+    confirm = links_in(mailbox.messages[0])["confirm"]
+    assert client.get(confirm).status_code == 200
     assert drop_pooled_connections(app) >= 1
-    busy = client.get(SIGN)  # its read fails; the pool discards that connection and every older one
-    assert busy.status_code == 503 and "Retry-After" in busy.headers
-    assert client.get(SIGN).status_code == 200
+    busy = client.get(confirm)  # its read fails; the pool discards that connection and every older one
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "30"
+    assert client.get(confirm).status_code == 200
+    assert client.post(confirm, headers=SAME_ORIGIN).status_code == 303  # nothing was lost
+    assert count(app) == 1

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from petition import accounts, inputs
 from petition.emails import InvalidEmail, canonical, parse
 from petition.extensions import db
-from petition.models import Signature
+from petition.models import Signature, Submission
 
-from conftest import VALID, csrf_token
+from conftest import SAME_ORIGIN, VALID, csrf_token, links_in, run_sender, submit
 
 SIGN = "/petitions/vadim-kuramshin/sign"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -67,7 +67,7 @@ def test_clean_text_has_no_control_characters_or_markup(text):
         assert str(error)
     else:
         assert not any(ord(c) < 32 and c not in "\n\t" for c in cleaned)
-        assert not re.search(r"<\s*[A-Za-z/!?]", cleaned) and not cleaned.startswith(("=", "+", "-", "@"))
+        assert not re.search(r"<\s*[A-Za-z/!?]", cleaned)
 
 
 @FAST
@@ -92,7 +92,7 @@ def test_clean_refuses_exactly_what_a_look_at_every_character_refuses(text, mult
     try:
         inputs.clean(text, multiline=multiline)
     except inputs.InvalidText as error:
-        assert refused_by_characters(text) or "HTML" in str(error) or "start with" in str(error)
+        assert refused_by_characters(text) or "HTML" in str(error)
     else:
         assert not refused_by_characters(text)
 
@@ -101,17 +101,24 @@ def test_clean_refuses_exactly_what_a_look_at_every_character_refuses(text, mult
 
 
 @FAST
-@given(name=st.text(max_size=150), email=st.text(max_size=80), country=st.text(max_size=4),
+@given(name=st.text(max_size=150), email=st.one_of(st.text(max_size=80), st.emails()),
+       country=st.one_of(st.text(max_size=4), st.sampled_from(["KZ", "GB"])),
        comment=st.text(max_size=600), postcode=st.text(max_size=50))
-def test_the_form_answers_any_input_with_a_redirect_or_a_clear_refusal(app, name, email, country, comment, postcode):
+def test_the_form_answers_any_input_with_a_redirect_or_a_clear_refusal(app, mailbox, name, email, country, comment,
+                                                                      postcode):
+    """Whatever is posted, the answer is a 303 or a 4xx that says why, and whatever is taken the sender can mail
+    and its owner can confirm."""
     client = app.test_client()
-    token = csrf_token(client, SIGN)
-    response = client.post(SIGN, data={"csrf_token": token, "name": name, "email": email, "country": country,
-                                       "comment": comment, "postcode": postcode})
-    assert response.status_code in (303, 400, 422, 429), response.status_code
+    response = submit(client, name=name, email=email, country=country, comment=comment, postcode=postcode)
+    assert response.status_code in (303, 400, 422), response.status_code
+    before = len(mailbox.messages)
+    assert run_sender(app, mailbox)[1] == 0
+    for message in mailbox.messages[before:]:  # none once the address has had its share of e-mails
+        assert client.post(links_in(message)["confirm"], headers=SAME_ORIGIN).status_code == 303
+    assert run_sender(app, mailbox)[1] == 0
     with app.app_context():
-        for signature in db.session.scalars(select(Signature)):
-            for value in (signature.name, signature.comment, signature.postcode):
+        for row in [*db.session.scalars(select(Submission)), *db.session.scalars(select(Signature))]:
+            for value in (row.name, row.comment, row.postcode):
                 assert not any(ord(c) < 32 and c not in "\n\t" for c in value)
                 assert "<script" not in value.lower()
 
@@ -157,14 +164,17 @@ HOSTILE = [
     {"name": "<script>alert(document.cookie)</script>"},
     {"comment": "<img src=x onerror=alert(1)>"},
     {"postcode": "<svg onload=alert(1)>"},
-    {"name": "=HYPERLINK(\"http://evil.example\",\"click\")"},
-    {"comment": "@SUM(1+1)*cmd|' /C calc'!A0"},
-    {"postcode": "+cmd|' /C notepad'!A0"},
-    {"name": "-2+3+cmd|' /C calc'!A0"},
     {"country": "<script>"},
     {"country": "KZ'; DROP TABLE signature; --"},
     {"email": "\"<script>\"@example.org"},
     {"name": "\ufffd\ufffd"},
+]
+# Formula injection: taken as text (a town may be "+7 727"), stored as typed, neutralised in every export.
+FORMULAS = [
+    {"name": "=HYPERLINK(\"http://evil.example\",\"click\")"},
+    {"comment": "@SUM(1+1)*cmd|' /C calc'!A0"},
+    {"postcode": "+cmd|' /C notepad'!A0"},
+    {"name": "-2+3+cmd|' /C calc'!A0"},
 ]
 
 
@@ -196,29 +206,41 @@ def executable(html: str) -> list[str]:
     return Executable(html).found
 
 
-def test_a_hostile_corpus_is_refused_and_leaves_no_executable_markup(app, client, tmp_path):
+def test_a_hostile_corpus_is_refused_and_leaves_no_executable_markup(app, client, mailbox):
     for fields in HOSTILE:
-        token = csrf_token(client, SIGN)
-        response = client.post(SIGN, data={**VALID, "csrf_token": token, **fields})
+        response = submit(client, **fields)
         assert 400 <= response.status_code < 500, (fields, response.status_code)
         assert executable(response.get_data(as_text=True)) == [], fields
 
-    token = csrf_token(client, SIGN)
-    raw = {"csrf_token": token, "email": "a@example.org", "country": "KZ"}
+    raw = {"email": "a@example.org", "country": "KZ"}
     for body in (b"name=%FF%FE", b"name=Vad\xc3\x28im", b"name=" + b"x" * (10 * 1024 * 1024)):
         response = client.post(SIGN, data=b"&".join(f"{k}={v}".encode() for k, v in raw.items()) + b"&" + body,
-                               content_type="application/x-www-form-urlencoded")
+                               content_type="application/x-www-form-urlencoded", headers=SAME_ORIGIN)
         assert response.status_code in (400, 413), response.status_code
 
     with app.app_context():
-        assert db.session.scalars(select(Signature)).all() == []  # nothing hostile was stored
+        assert db.session.scalars(select(Submission)).all() == []  # nothing hostile was stored
         accounts.add("organiser@example.org", "a long enough password")
+
+    for n, fields in enumerate(FORMULAS):
+        assert submit(client, **{**fields, "email": f"formula{n}@example.org"}).status_code == 303
+    run_sender(app, mailbox)
+    for message in mailbox.messages:
+        assert client.post(links_in(message)["confirm"], headers=SAME_ORIGIN).status_code == 303
+    with app.app_context():
+        stored = {(s.name, s.postcode, s.comment) for s in db.session.scalars(select(Signature))}
+    assert stored == {(f.get("name", VALID["name"]), f.get("postcode", VALID["postcode"]),
+                       f.get("comment", VALID["comment"])) for f in FORMULAS}  # as typed
+
     token = csrf_token(client, "/organisers/login")
     client.post("/organisers/login", data={"csrf_token": token, "email": "organiser@example.org",
                                            "password": "a long enough password"})
-    for path in ("/", "/petitions/vadim-kuramshin/sign", "/api/petitions", "/organisers/",
-                 "/organisers/petitions/vadim-kuramshin", "/organisers/petitions/vadim-kuramshin/report"):
+    for path in ("/", "/api/petitions", "/organisers/", "/organisers/petitions/vadim-kuramshin",
+                 "/organisers/petitions/vadim-kuramshin/report"):
         assert executable(client.get(path).get_data(as_text=True)) == [], path
     exported = client.get("/organisers/petitions/vadim-kuramshin/signatures.csv?status=all").get_data()
     rows = list(csv.reader(io.StringIO(exported.decode("utf-8-sig"))))
-    assert len(rows) == 1  # the header alone
+    assert len(rows) == 1 + len(FORMULAS)
+    for row in rows[1:]:
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
+    assert {row[0] for row in rows[1:]} >= {"'" + f["name"] for f in FORMULAS if "name" in f}

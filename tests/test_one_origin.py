@@ -12,9 +12,9 @@ from flask import abort
 from petition import embedded
 from petition.layout import absolute
 
-from conftest import VALID, csrf_token
+from conftest import SAME_ORIGIN, VALID, submit
 
-FRAGMENT = {"X-Petition-Fragment": "1"}
+FRAGMENT = {**SAME_ORIGIN, "X-Petition-Fragment": "1"}
 
 
 @pytest.fixture
@@ -39,13 +39,13 @@ def frame_of(html: str) -> bool:
 def test_every_service_page_wears_the_site_frame(framed):
     client = framed.test_client()
     pages = {
-        "sign": client.get("/petitions/vadim-kuramshin/sign"),
-        "thanks": client.get("/petitions/vadim-kuramshin/thanks"),
+        "sign with errors": submit(client, email="bad"),
         "confirmed": client.get("/petitions/vadim-kuramshin/confirmed"),
         "withdrawn": client.get("/petitions/vadim-kuramshin/withdrawn"),
-        "closed": client.get("/petitions/closed-one/sign"),
-        "not open": client.get("/petitions/future-one/sign"),
+        "closed": submit(client, slug="closed-one"),
+        "not open": submit(client, slug="future-one"),
         "bad link": client.get("/petitions/vadim-kuramshin/confirm/broken"),
+        "cross-site": submit(client, headers={"Sec-Fetch-Site": "cross-site"}),
     }
     for code in (400, 404, 409, 429, 500, 503):
         pages[str(code)] = client.get(f"/raise/{code}")
@@ -54,12 +54,13 @@ def test_every_service_page_wears_the_site_frame(framed):
         assert frame_of(html), name
         assert "<!--petition:" not in html, name
     assert pages["503"].status_code == 503 and "Error 503" in pages["503"].get_data(as_text=True)
-    title = re.search(r"<title>(.*?)</title>", pages["sign"].get_data(as_text=True)).group(1)
-    assert title == "Sign: Urgent action for Vadim Kuramshin - Campaign Kazakhstan"
+    title = re.search(r"<title>(.*?)</title>", pages["sign with errors"].get_data(as_text=True)).group(1)
+    assert title == "Error: Sign: Urgent action for Vadim Kuramshin - Campaign Kazakhstan"
+    assert pages["cross-site"].status_code == 403
 
 
 def test_the_frames_inline_scripts_are_allowed_by_hash_only(framed):
-    response = framed.test_client().get("/petitions/vadim-kuramshin/sign")
+    response = submit(framed.test_client(), email="bad")
     policy = response.headers["Content-Security-Policy"]
     scripts = re.search(r"script-src ([^;]+)", policy).group(1).split()
     assert scripts[0] == "'self'" and len(scripts) > 1
@@ -85,34 +86,29 @@ def test_relative_urls_of_the_frame_become_absolute(url, expected):
 
 
 def test_without_a_built_site_the_plain_frame_is_used(client):
-    html = client.get("/petitions/vadim-kuramshin/sign").get_data(as_text=True)
+    html = submit(client, email="bad").get_data(as_text=True)
     assert "/static/petition.css" in html and "md-header" not in html
 
 
 def test_fragments_for_signing_in_place(client):
-    form = client.get("/petitions/vadim-kuramshin/sign", headers=FRAGMENT)
-    html = form.get_data(as_text=True)
-    assert form.status_code == 200 and html.lstrip().startswith("<section")
+    """The site's script posts the form in the page and shows what comes back in its place."""
+    bad = submit(client, headers=FRAGMENT, email="x")
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'role="alert"' in html and html.lstrip().startswith("<section")
     assert "data-petition-form" in html and "<html" not in html
-    assert "X-Petition-Fragment" in form.headers["Vary"] and form.headers["X-Petition-Fragment"] == "1"
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    assert "X-Petition-Fragment" in bad.headers["Vary"] and bad.headers["X-Petition-Fragment"] == "1"
 
-    bad = client.post("/petitions/vadim-kuramshin/sign", data={**VALID, "email": "x", "csrf_token": token},
-                      headers=FRAGMENT)
-    assert bad.status_code == 422 and 'role="alert"' in bad.get_data(as_text=True)
-    assert "<html" not in bad.get_data(as_text=True)
-
-    good = client.post("/petitions/vadim-kuramshin/sign", data={**VALID, "csrf_token": token},
-                       headers=FRAGMENT, follow_redirects=True)
+    good = submit(client, headers=FRAGMENT)
     text = good.get_data(as_text=True)
     assert good.status_code == 200 and "Check your e-mail</h2>" in text and "<html" not in text
+    assert good.headers["X-Petition-Fragment"] == "1"
 
-    closed = client.get("/petitions/closed-one/sign", headers=FRAGMENT)
+    closed = submit(client, slug="closed-one", headers=FRAGMENT)
     assert closed.status_code == 410 and "This petition is closed" in closed.get_data(as_text=True)
-    expired = client.post("/petitions/vadim-kuramshin/sign", data=VALID, headers=FRAGMENT)
-    assert expired.status_code == 400 and "<html" not in expired.get_data(as_text=True)
-    assert expired.headers["X-Petition-Fragment"] == "1"
-    assert "X-Petition-Fragment" not in client.get("/petitions/vadim-kuramshin/sign").headers
+    refused = submit(client, headers={**FRAGMENT, "Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403 and "<html" not in refused.get_data(as_text=True)
+    assert refused.headers["X-Petition-Fragment"] == "1"
+    assert "X-Petition-Fragment" not in submit(client, email="x").headers
 
 
 def test_count_json_is_readable_cross_origin_and_nothing_else(client):
@@ -124,12 +120,10 @@ def test_count_json_is_readable_cross_origin_and_nothing_else(client):
         "Origin": "https://friends.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in preflight.headers
     assert "Access-Control-Allow-Methods" not in preflight.headers
-    page = client.get("/petitions/vadim-kuramshin/sign", headers={"Origin": "https://friends.example"})
+    page = client.get("/petitions/vadim-kuramshin/confirmed", headers={"Origin": "https://friends.example"})
     assert "Access-Control-Allow-Origin" not in page.headers
-    token = csrf_token(client, "/petitions/vadim-kuramshin/sign")
-    posted = client.post("/petitions/vadim-kuramshin/sign", data={**VALID, "csrf_token": token},
-                         headers={"Origin": "https://friends.example"})
-    assert "Access-Control-Allow-Origin" not in posted.headers
+    posted = submit(client, headers={"Origin": "https://friends.example"})
+    assert posted.status_code == 403 and "Access-Control-Allow-Origin" not in posted.headers
 
 
 def test_the_embedded_server_serves_the_site_and_the_service(app, built_site, tmp_path):
@@ -141,7 +135,16 @@ def test_the_embedded_server_serves_the_site_and_the_service(app, built_site, tm
     home = server.get("/")
     assert home.status_code == 200 and b"Solidarity with Kazakhstan" in home.data
     assert server.get("/petitions/vadim-kuramshin/").status_code == 200  # the site's petition page
-    assert server.get("/petitions/vadim-kuramshin/sign").status_code == 200  # the service's form
+    # The sign page is the site's, at the address the form posts to; the POST goes to the service.
+    moved = server.get("/petitions/vadim-kuramshin/sign")
+    assert moved.status_code == 301 and moved.headers["Location"] == "/petitions/vadim-kuramshin/sign/"
+    sign_page = server.get("/petitions/vadim-kuramshin/sign/")
+    assert sign_page.status_code == 200 and b'action="/petitions/vadim-kuramshin/sign"' in sign_page.data
+    assert server.get("/petitions/vadim-kuramshin/thanks/").status_code == 200
+    posted = server.post("/petitions/vadim-kuramshin/sign", data=VALID, headers=SAME_ORIGIN)
+    assert posted.status_code == 303 and posted.headers["Location"] == "/petitions/vadim-kuramshin/thanks/"
+    for response in (moved, sign_page, posted):
+        assert "Set-Cookie" not in response.headers
     assert server.get("/api/petitions/vadim-kuramshin").json["slug"] == "vadim-kuramshin"
     assert server.get("/assets/campaign.css").headers["Content-Type"].startswith("text/css")
     assert server.get("/about").status_code == 301

@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from petition import accounts
 from petition.extensions import db
-from petition.models import (CONFIRMED, HELD, PENDING, ExportLog, OutboxMessage, Organiser, Petition,
-                             Signature, utcnow)
+from petition.models import (CONFIRMED, HELD, ExportLog, OutboxMessage, Organiser, Petition, Signature, Submission,
+                             utcnow)
 
-from conftest import csrf_token, need
+from conftest import SAME_ORIGIN, csrf_token, links_in, need, run_sender, sign_and_confirm, submit
 
 PASSWORD = "correct horse battery staple"
 SIGNERS = [
@@ -29,9 +29,9 @@ SIGNERS = [
     ("Вадим Курамшин", "vadim@example.org", "KZ", CONFIRMED, True, True, 0),
     ("=HYPERLINK(\"http://evil.example\")", "formula@example.org", "GB", CONFIRMED, False, False, 1),
     ("Ainur Kurmanov", "ainur@example.org", "KZ", CONFIRMED, False, True, 5),
-    ("Pending Person", "pending@example.org", "DE", PENDING, True, True, 0),
-    ("Held Person", "held@example.org", "RU", HELD, False, False, 0),
+    ("Held Person", "held@example.org", "RU", HELD, True, False, 0),  # confirmed by its owner, not yet counted
 ]
+PENDING = ("Pending Person", "pending@example.org", "DE")  # a submission nobody has confirmed
 
 
 @pytest.fixture
@@ -44,7 +44,10 @@ def seeded(app):
             db.session.add(Signature(
                 petition_id=petition.id, name=name, email=email, email_canonical=email, country=country,
                 postcode="-1 Secret St", comment="@SUM(1+1)", status=status, public=public, updates=updates,
-                created_at=when, confirmed_at=when if status == CONFIRMED else None))
+                created_at=when, confirmed_at=when))
+        name, email, country = PENDING
+        db.session.add(Submission(petition_id=petition.id, name=name, email=email, email_canonical=email,
+                                  mailbox=email, country=country, postcode="-1 Secret St", public=True, updates=True))
         db.session.commit()
     return app
 
@@ -157,7 +160,7 @@ def sample_url(app, rule) -> str:
 
 
 def test_an_anonymous_visitor_reaches_no_organiser_page_and_no_personal_data(app, seeded, client):
-    personal = [s[0] for s in SIGNERS] + [s[1] for s in SIGNERS] + ["Secret St", "SUM(1+1)"]
+    personal = [s[0] for s in SIGNERS] + [s[1] for s in SIGNERS] + list(PENDING[:2]) + ["Secret St", "SUM(1+1)"]
     walked = 0
     for rule in app.url_map.iter_rules():
         url = sample_url(app, rule)
@@ -181,7 +184,7 @@ def test_the_dashboard_counts_and_charts(office):
     html = office.get("/organisers/").get_data(as_text=True)
     assert "Urgent action for Vadim Kuramshin" in html
     assert "<td>3 (1)</td>" in html  # confirmed in total (today)
-    assert "<td>1 (1)</td>" in html  # pending, and held
+    assert html.count("<td>1 (1)</td>") == 2  # pending submissions, and held signatures
     page = office.get("/organisers/petitions/vadim-kuramshin").get_data(as_text=True)
     assert '<svg class="chart"' in page and 'role="img"' in page
     assert "<title id=\"chart-title\">Confirmed signatures per day" in page
@@ -270,9 +273,9 @@ def test_csv_chunks_and_cells_holding_the_separators(app, monkeypatch):
 
 
 @pytest.mark.parametrize("query, expected", [
-    ("status=all", 5),
+    ("status=all", 4),
     ("status=confirmed&country=KZ", 2),
-    ("status=all&updates=y", 3),
+    ("status=all&updates=y", 2),
     (f"since={(datetime.utcnow() - timedelta(days=2)).date()}", 2),
     (f"until={(datetime.utcnow() - timedelta(days=3)).date()}", 1),
 ])
@@ -293,19 +296,21 @@ def test_xlsx_signer_list(office):
     assert response.status_code == 200
     sheet = load_workbook(io.BytesIO(response.get_data()), read_only=True).active
     rows = [list(r) for r in sheet.iter_rows(values_only=True)]
-    assert len(rows) == 6 and rows[0][0] == "Name"
+    assert len(rows) == 5 and rows[0][0] == "Name"
     assert rows[1][0] == "Вадим Курамшин" and rows[2][0].startswith("'=")
     assert isinstance(rows[1][9], datetime)  # real dates, sortable in the spreadsheet
 
 
-def test_organiser_counts_include_pending_and_held(office):
+def test_organiser_counts_include_held_and_pending(office):
     body = office.get("/organisers/petitions/vadim-kuramshin/counts.json").json
     assert body["by_country"]["KZ"] == {"confirmed": 2, "pending": 0, "held": 0}
-    assert body["by_country"]["DE"]["pending"] == 1 and body["by_country"]["RU"]["held"] == 1
+    assert body["by_country"]["RU"] == {"confirmed": 0, "pending": 0, "held": 1}
+    assert body["by_country"]["DE"] == {"confirmed": 0, "pending": 1, "held": 0}  # a submission, unconfirmed
     rows = list(csv.reader(io.StringIO(
         office.get("/organisers/petitions/vadim-kuramshin/counts.csv").get_data(as_text=True))))
     assert rows[0] == ["day", "country", "status", "signatures"]
     assert sum(int(r[3]) for r in rows[1:]) == 5
+    assert [r[1:3] for r in rows[1:] if r[2] == "pending"] == [["DE", "pending"]]
     assert "Вадим" not in json.dumps(body)
 
 
@@ -329,16 +334,23 @@ def test_exports_from_the_command_line_are_audited(app, seeded, runner, tmp_path
 # ---------------------------------------------------------------- care work
 
 
-def test_close_and_reopen_early(office):
+def test_close_and_reopen_early(app, office):
+    signer = app.test_client()
     assert action(office, "/organisers/petitions/vadim-kuramshin/close").status_code == 303
-    assert office.get("/petitions/vadim-kuramshin/sign").status_code == 410
+    assert submit(signer, email="late@example.org").status_code == 410
     assert office.get("/api/petitions/vadim-kuramshin").json["is_open"] is False
     assert action(office, "/organisers/petitions/vadim-kuramshin/reopen").status_code == 303
-    assert office.get("/petitions/vadim-kuramshin/sign").status_code == 200
+    assert submit(signer, email="late@example.org").status_code == 303
     assert office.post("/organisers/petitions/vadim-kuramshin/close").status_code == 400  # no CSRF token
 
 
-def test_find_a_signer_by_email_and_erase(app, office):
+def test_find_a_signer_by_email_and_erase(app, office, mailbox):
+    """Erasing on a signer's request takes the signature and every submission of that address to the petition,
+    with the e-mails queued for them; nobody else's."""
+    signer = app.test_client()
+    assert submit(signer, email="vadim@example.org", name="Vadim Again").status_code == 303
+    run_sender(app, mailbox)
+    [repeat] = mailbox.to("vadim@example.org")
     found = action(office, "/organisers/signatures", email="  VADIM@example.org ")
     html = found.get_data(as_text=True)
     assert "1 signature found" in html and "Вадим Курамшин" in html
@@ -347,22 +359,79 @@ def test_find_a_signer_by_email_and_erase(app, office):
     assert action(office, f"/organisers/signatures/{signature_id}/erase", back="find").status_code == 303
     with app.app_context():
         assert db.session.get(Signature, signature_id) is None
+        assert db.session.scalars(select(Submission.email)).all() == [PENDING[1]]
+        queued = db.session.scalars(select(OutboxMessage)).all()
+        assert [(m.kind, m.submission.email) for m in queued] == [("confirm", PENDING[1])]  # only the other's
+    assert signer.get(links_in(repeat)["confirm"]).status_code == 404
+    assert signer.post(links_in(repeat)["confirm"], headers=SAME_ORIGIN).status_code == 404
     assert "0 signatures found" in action(office, "/organisers/signatures", email="vadim@example.org").get_data(as_text=True)
+    assert office.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 2
 
 
-def test_review_held_signatures(app, office):
+def stats(html: str) -> str:
+    return html.split('<ul class="stats">', 1)[1].split("</ul>", 1)[0]
+
+
+def held_list(html: str) -> str:
+    return html.split("<h2>Held for review</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_review_held_signatures(app, office, mailbox):
+    """Held signatures (confirmed by their owners) and pending submissions (confirmed by nobody) are counted
+    apart; accepting a held one counts it, with no e-mail to anyone; discarding deletes it."""
     with app.app_context():
         held_id = db.session.scalar(select(Signature.id).where(Signature.status == HELD))
-        db.session.add(Signature(petition_id=1, name="Another", email="x@example.org", email_canonical="x@example.org",
-                                 country="FR", status=HELD))
+        petition_id = db.session.scalar(select(Petition.id).where(Petition.slug == "vadim-kuramshin"))
+        db.session.add(Signature(petition_id=petition_id, name="Another", email="x@example.org",
+                                 email_canonical="x@example.org", country="FR", status=HELD, confirmed_at=utcnow()))
         db.session.commit()
         other_id = db.session.scalar(select(Signature.id).where(Signature.email == "x@example.org"))
+    page = office.get("/organisers/petitions/vadim-kuramshin").get_data(as_text=True)
+    assert "<strong>3</strong> confirmed" in stats(page)
+    assert "<strong>2</strong> confirmed and held for review" in stats(page)
+    assert "<strong>1</strong> submissions waiting for their owners' confirmation" in stats(page)
+    assert "<td>Held Person</td>" in held_list(page) and "<td>Another</td>" in held_list(page)
+    assert "Pending Person" not in page and "Вадим Курамшин" not in held_list(page)
+
     assert action(office, f"/organisers/signatures/{held_id}/accept").status_code == 303
     assert action(office, f"/organisers/signatures/{other_id}/discard").status_code == 303
     with app.app_context():
-        assert db.session.get(Signature, held_id).status == PENDING
-        assert db.session.scalars(select(OutboxMessage.kind).where(OutboxMessage.signature_id == held_id)).all() == ["confirm"]
+        assert db.session.get(Signature, held_id).status == CONFIRMED
+        assert db.session.scalars(select(OutboxMessage)).all() == []
         assert db.session.get(Signature, other_id) is None
+    run_sender(app, mailbox)
+    assert [m["To"].addresses[0].addr_spec for m in mailbox.messages] == [PENDING[1]]  # its link; no one else's
+    assert office.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 4
+    page = office.get("/organisers/petitions/vadim-kuramshin").get_data(as_text=True)
+    assert "<strong>0</strong> confirmed and held" in stats(page) and "Nothing is held." in held_list(page)
+    assert "<strong>1</strong> submissions waiting" in stats(page)
+
+
+def test_text_that_begins_like_a_formula_is_signed_as_typed_and_neutralised_in_exports(app, office, mailbox):
+    """The sign form takes "+7 727" or "- a dash" as they are; the database keeps them so, and the CSV and Excel
+    signer lists lead such cells with an apostrophe, so no spreadsheet program runs them."""
+    signer = app.test_client()
+    typed = [{"email": "eq@example.org", "name": "=1+2", "postcode": "+7 727", "comment": "- a dash"},
+             {"email": "at@example.org", "name": "@home", "postcode": "-5 Degrees St", "comment": "=) solidarity"}]
+    for fields in typed:
+        sign_and_confirm(app, signer, mailbox, **fields)
+    with app.app_context():
+        stored = {s.email: (s.name, s.postcode, s.comment) for s in db.session.scalars(select(Signature))}
+    for fields in typed:
+        assert stored[fields["email"]] == (fields["name"], fields["postcode"], fields["comment"])  # as typed
+    csv_rows = rows_of_csv(office.get("/organisers/petitions/vadim-kuramshin/signatures.csv"))
+    sheet = load_workbook(io.BytesIO(office.get("/organisers/petitions/vadim-kuramshin/signatures.xlsx").get_data()),
+                          read_only=True).active
+    xlsx_rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    for exported in (csv_rows, xlsx_rows):
+        by_email = {row[1]: row for row in exported[1:]}
+        for fields in typed:
+            row = by_email[fields["email"]]
+            assert (row[0], row[4], row[5]) == tuple("'" + fields[key] for key in ("name", "postcode", "comment"))
+        for row in exported[1:]:
+            assert not any(isinstance(cell, str) and cell.startswith(("=", "+", "-", "@")) for cell in row), row
+    with app.app_context():
+        assert {s.email: (s.name, s.postcode, s.comment) for s in db.session.scalars(select(Signature))} == stored
 
 
 def test_the_delivery_report_names_only_those_who_chose_so(office):
@@ -373,7 +442,8 @@ def test_the_delivery_report_names_only_those_who_chose_so(office):
     assert "<strong>3</strong> people have signed" in html
     assert "Kazakhstan</td><td>2</td>" in html
     assert "Вадим Курамшин" in html  # confirmed and public
-    assert "Ainur Kurmanov" not in html and "Pending Person" not in html  # not public; not confirmed
+    assert "Ainur Kurmanov" not in html  # not public
+    assert "Held Person" not in html and "Pending Person" not in html  # public, but not counted
     assert "report.css" in html and "@media print" in (office.get("/static/report.css").get_data(as_text=True))
 
 
@@ -406,7 +476,7 @@ def test_csv_and_xlsx_open_correctly_in_libreoffice(office, tmp_path):
     rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert len(rows) == 1 + len(SIGNERS)
     assert {row[0] for row in rows[1:]} == {"Вадим Курамшин", "'=HYPERLINK(\"http://evil.example\")",
-                                            "Ainur Kurmanov", "Pending Person", "Held Person"}
+                                            "Ainur Kurmanov", "Held Person"}
     assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)  # no formula anywhere
 
     (tmp_path / "list.xlsx").write_bytes(office.get(
@@ -434,7 +504,7 @@ def test_a_signer_list_streams_in_constant_memory(app):
                 {"petition_id": petition.id, "name": f"Signer {n} Курамшин", "email": f"s{n}@example.org",
                  "email_canonical": f"s{n}@example.org", "country": "KZ", "postcode": "", "comment": "",
                  "public": False, "updates": False, "status": CONFIRMED, "created_at": utcnow(),
-                 "confirmed_at": utcnow(), "nonce": "0", "mails_sent": 1} for n in range(count)])
+                 "confirmed_at": utcnow(), "nonce": "0"} for n in range(count)])
         db.session.commit()
 
         def peak(petition: Petition) -> tuple[int, int]:

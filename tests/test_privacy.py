@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from petition import purge
 from petition.extensions import db
-from petition.models import CONFIRMED, HELD, PENDING, OutboxMessage, Petition, Signature
+from petition.models import CONFIRMED, HELD, OutboxMessage, Petition, Signature, Submission, utcnow
 from petition.settings import SETTINGS
 
 NOTICE = Path(__file__).resolve().parent.parent / "docs" / "en" / "privacy.md"
@@ -28,12 +28,29 @@ def fill(app, slug: str, rows) -> None:
                 created_at=datetime.fromisoformat(day), confirmed_at=datetime.fromisoformat(day) if status == CONFIRMED else None)
             db.session.add(signature)
             db.session.flush()
-            db.session.add(OutboxMessage(signature_id=signature.id, kind="confirm"))
+            db.session.add(OutboxMessage(signature_id=signature.id, kind="counted"))
         db.session.commit()
 
 
+def submitted(app, slug: str, created: datetime, email: str = "waiting@example.org") -> None:
+    """An unconfirmed submission, with its e-mail queued."""
+    with app.app_context():
+        petition = db.session.scalar(select(Petition).where(Petition.slug == slug))
+        submission = Submission(petition_id=petition.id, name="Not Yet", email=email, email_canonical=email,
+                                mailbox=email, country="KZ", created_at=created)
+        db.session.add(submission)
+        db.session.flush()
+        db.session.add(OutboxMessage(submission_id=submission.id, kind="confirm"))
+        db.session.commit()
+
+
+def submission_emails(app) -> list[str]:
+    with app.app_context():
+        return sorted(db.session.scalars(select(Submission.email)))
+
+
 ROWS = [("KZ", CONFIRMED, "2020-03-01T10:00"), ("KZ", CONFIRMED, "2020-03-01T11:00"),
-        ("GB", CONFIRMED, "2020-03-02T09:00"), ("DE", PENDING, "2020-03-02T09:30"), ("RU", HELD, "2020-03-03T08:00")]
+        ("GB", CONFIRMED, "2020-03-02T09:00"), ("DE", CONFIRMED, "2020-03-02T09:30"), ("RU", HELD, "2020-03-03T08:00")]
 
 
 def test_purge_erases_personal_data_and_keeps_every_count(app, client, runner):
@@ -63,6 +80,23 @@ def test_purge_erases_personal_data_and_keeps_every_count(app, client, runner):
 
     again = runner.invoke(args=["purge"])  # idempotent
     assert "closed-one: 0 signatures anonymised" in again.output
+
+
+def test_purge_deletes_unconfirmed_submissions_whole(app, runner):
+    """Answers nobody confirmed have no count to keep: those of a purged petition go, and anywhere those whose
+    confirmation link has expired."""
+    submitted(app, "closed-one", datetime(2020, 6, 1), "closed@example.org")
+    submitted(app, "vadim-kuramshin", utcnow() - timedelta(days=app.config["CONFIRM_DAYS"], hours=1),
+              "expired@example.org")
+    submitted(app, "vadim-kuramshin", utcnow() - timedelta(days=1), "recent@example.org")
+    dry = runner.invoke(args=["purge", "--dry-run"])
+    assert "2 unconfirmed submissions with expired links would be deleted" in dry.output
+    assert len(submission_emails(app)) == 3
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    assert submission_emails(app) == ["recent@example.org"]
+    with app.app_context():  # their queued e-mails went with them
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
 
 
 def test_purge_waits_for_the_retention_time(app):

@@ -110,18 +110,28 @@ http {{
         assert status == 200 and "Solidarity with Kazakhstan" in home
         assert headers["X-Content-Type-Options"] == "nosniff"
         status, _, page = browser.request("/petitions/vadim-kuramshin/")
-        assert status == 200 and 'data-petition-sign="/petitions/vadim-kuramshin/sign"' in page
+        assert status == 200 and 'action="/petitions/vadim-kuramshin/sign"' in page
         status, headers, _ = browser.request("/organisers/")
         assert status == 302 and "/organisers/login" in headers["Location"]  # the service's, and closed
         status, _, missing = browser.request("/no/such/page/")
         assert status == 404 and "Page not found" in missing
 
-        status, _, form = browser.request("/petitions/vadim-kuramshin/sign")
-        assert status == 200 and 'class="md-header' in form  # gunicorn's page, in the site's frame
-        token = browser.csrf("/petitions/vadim-kuramshin/sign")
-        status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign", {
-            "csrf_token": token, "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"})
-        assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/thanks")
+        # The sign page is the site's, served by nginx, even at the address the form posts to.
+        browser = Browser(base)  # a visitor's browser: nothing of the organisers' area in it
+        status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign")
+        assert status == 301 and headers["Location"].endswith("/petitions/vadim-kuramshin/sign/")
+        status, headers, form = browser.request("/petitions/vadim-kuramshin/sign/")
+        assert status == 200 and 'action="/petitions/vadim-kuramshin/sign"' in form
+        assert "Set-Cookie" not in headers and "csrf_token" not in form
+        signer = {"name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ", "postcode": "+7 727"}
+        status, _, refused = browser.request("/petitions/vadim-kuramshin/sign", signer,
+                                             {"Sec-Fetch-Site": "cross-site"})
+        assert status == 403 and "only be sent from this site" in refused
+        status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign", signer)
+        assert status == 303 and headers["Location"] == "/petitions/vadim-kuramshin/thanks/"
+        assert "Set-Cookie" not in headers
+        status, _, thanks = browser.request(headers["Location"])
+        assert status == 200 and "Check your e-mail" in thanks
 
         sent = subprocess.run([str(VENV_BIN / "petition"), "send-mail"], env=env, cwd=tmp_path,
                               capture_output=True, text=True)
@@ -129,8 +139,11 @@ http {{
         [eml] = (tmp_path / "instance" / "outbox").glob("*.eml")
         text = message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
         confirm = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/confirm/\S+)", text).group(1)
-        status, _, _ = browser.request(confirm, {"csrf_token": browser.csrf(confirm)})
+        status, _, shown = browser.request(confirm)
+        assert status == 200 and "Ekaterina" in shown and "+7 727" in shown
+        status, _, _ = browser.request(confirm, {})
         assert status == 303
+        assert list(browser.cookies) == []  # the whole path left nothing in the browser
 
         status, headers, body = browser.request("/api/petitions/vadim-kuramshin")
         assert status == 200 and '"signature_count":1' in body

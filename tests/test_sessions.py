@@ -1,5 +1,5 @@
-"""The session cookie and the CSRF token: signed as Flask and Flask-WTF sign them, left uncompressed when zlib
-cannot shorten them."""
+"""The organisers' session cookie: signed as Flask signs it, left uncompressed when zlib cannot shorten it. A
+visitor signing, confirming or withdrawing is given no cookie at all."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from flask.sessions import SecureCookieSessionInterface
 
 from petition import create_app
 
-SHORT = {"csrf_token": "5899ecfbdfa8915a62b041ac4b28668499f4e3aa"}  # a signer's whole session
-LONG = {"_fresh": True, "_id": "ab" * 64, "_user_id": "12", **SHORT}  # an organiser's
+from conftest import SAME_ORIGIN, links_in, run_sender, submit
+
+SHORT = {"csrf_token": "5899ecfbdfa8915a62b041ac4b28668499f4e3aa"}  # the login page's session
+LONG = {"_fresh": True, "_id": "ab" * 64, "_user_id": "12", **SHORT}  # a logged-in organiser's
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def serializers(app):
                 SecureCookieSessionInterface().get_signing_serializer(app))
 
 
-def test_a_signers_session_is_not_compressed_but_an_organisers_is(make_app, monkeypatch):
+def test_a_short_session_is_not_compressed_but_a_logged_in_organisers_is(make_app, monkeypatch):
     from itsdangerous import url_safe
 
     ours, _ = serializers(make_app())
@@ -93,36 +96,6 @@ def test_a_tampered_cookie_is_refused(make_app):
         ours.loads(forged + token[token.index("."):])
 
 
-def test_the_sign_pages_csrf_token_is_flask_wtfs_without_zlib(make_app, monkeypatch):
-    from flask import g, session
-    from flask_wtf.csrf import generate_csrf, validate_csrf
-    from itsdangerous import URLSafeTimedSerializer, url_safe
-    from wtforms import ValidationError
-
-    from petition.sessions import csrf_token
-
-    app = make_app()
-    calls, compress = [], zlib.compress
-    monkeypatch.setattr(url_safe.zlib, "compress", lambda data: calls.append(data) or compress(data))
-    with app.test_request_context("/petitions/p/sign"):
-        token = csrf_token()
-        assert calls == []
-        assert not token.startswith(".")
-        assert csrf_token() == token and generate_csrf() == token == g.csrf_token  # one token per request
-        raw = session["csrf_token"]
-        assert len(raw) == 40
-        # Flask-WTF's own check and serializer take it.
-        validate_csrf(token)
-        assert URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").loads(token) == raw
-    with app.test_request_context("/petitions/p/sign"):
-        session["csrf_token"] = raw  # the next page of the same visitor: same raw token, freshly signed
-        again = csrf_token()
-        validate_csrf(again)
-        session["csrf_token"] = "another visitor's"
-        with pytest.raises(ValidationError, match="do not match"):
-            validate_csrf(again)
-
-
 def test_signers_and_their_derived_keys_are_made_once(make_app, monkeypatch):
     from itsdangerous.signer import Signer
 
@@ -139,33 +112,67 @@ def test_signers_and_their_derived_keys_are_made_once(make_app, monkeypatch):
 
 
 def test_the_cookie_and_vary_headers_are_flasks_own(app):
-    """A signer's GET and POST, and a session emptied, answered by ours and by Flask's own interface."""
+    """An organiser's login page, login, dashboard, and a session emptied, answered by ours and by Flask's own
+    interface."""
     from flask import session
 
-    from conftest import VALID
+    from petition import accounts
 
     @app.get("/forget")
     def forget():
         session.clear()
         return "forgotten"
 
-    sign = "/petitions/vadim-kuramshin/sign"
+    with app.app_context():
+        accounts.add("organiser@example.org", PASSWORD)
 
     def visit() -> list:
         client = app.test_client()
-        page = client.get(sign)
+        page = client.get("/organisers/login")
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-        posted = client.post(sign, data={**VALID, "email": f"s{len(seen)}@example.org", "csrf_token": token})
+        posted = client.post("/organisers/login", data={"csrf_token": token, "email": "organiser@example.org",
+                                                        "password": PASSWORD})
         assert posted.status_code == 303
-        answers = [page, posted, client.get("/forget"), client.get("/forget")]
+        answers = [page, posted, client.get("/organisers/"), client.get("/forget"), client.get("/forget")]
         return [(r.headers.get("Vary"), [re.sub(r"^session=[^;]+", "session=…", c) for c in r.headers.getlist(
             "Set-Cookie")]) for r in answers]
 
-    seen = []
-    seen.append(visit())
+    seen = [visit()]
     app.session_interface = SecureCookieSessionInterface()
     seen.append(visit())
     assert seen[0] == seen[1]
-    assert seen[0][0] == ("X-Petition-Fragment, Cookie", ["session=…; HttpOnly; Path=/; SameSite=Lax"])
-    assert seen[0][1][0] == "Cookie" and seen[0][1][1] == []  # read, not written again
-    assert seen[0][2][1][0].startswith("session=; Expires=Thu, 01 Jan 1970")  # emptied: removed
+    assert seen[0][0] == ("Cookie", ["session=…; HttpOnly; Path=/; SameSite=Lax"])
+    assert seen[0][1][1] == ["session=…; HttpOnly; Path=/; SameSite=Lax"]  # logged in: written again
+    assert seen[0][2] == ("Cookie", [])  # read, not written again
+    assert seen[0][3][1][0].startswith("session=; Expires=Thu, 01 Jan 1970")  # emptied: removed
+
+
+def test_no_answer_on_a_visitors_path_sets_a_cookie(app, mailbox):
+    """Signing, confirming, managing and withdrawing, and the count: nothing is ever left in the browser."""
+    client = app.test_client()
+    fragment = {**SAME_ORIGIN, "X-Petition-Fragment": "1"}
+    answers = {
+        "post": submit(client),
+        "post refused": submit(client, email="not-an-address"),
+        "post in place": submit(client, headers=fragment, email="in-place@example.org"),
+        "post in place refused": submit(client, headers=fragment, email="not-an-address"),
+        "post cross-site": submit(client, headers={"Sec-Fetch-Site": "cross-site"}),
+    }
+    run_sender(app, mailbox)
+    confirm = links_in(mailbox.messages[0])["confirm"]
+    answers["confirm page"] = client.get(confirm)
+    answers["confirm"] = client.post(confirm, headers=SAME_ORIGIN)
+    answers["confirmed"] = client.get(answers["confirm"].headers["Location"])
+    answers["used link"] = client.get(confirm)
+    run_sender(app, mailbox)
+    manage = links_in(mailbox.messages[-1])["manage"]
+    answers["manage page"] = client.get(manage)
+    answers["count"] = client.get("/api/petitions/vadim-kuramshin")
+    answers["withdraw"] = client.post(manage, headers=SAME_ORIGIN)
+    answers["withdrawn"] = client.get(answers["withdraw"].headers["Location"])
+    assert {name: r.status_code for name, r in answers.items()} == {
+        "post": 303, "post refused": 422, "post in place": 200, "post in place refused": 422, "post cross-site": 403,
+        "confirm page": 200, "confirm": 303, "confirmed": 200, "used link": 404, "manage page": 200, "count": 200,
+        "withdraw": 303, "withdrawn": 200}
+    for name, response in answers.items():
+        assert "Set-Cookie" not in response.headers, name

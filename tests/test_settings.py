@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from limits import parse_many
 
 from petition import create_app
 from petition.settings import SETTINGS, ConfigError, read_environment
@@ -35,13 +36,18 @@ def test_variables_override_the_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("PETITION_DATABASE_URL", "postgresql+psycopg://u:p@db.internal/petition")
     monkeypatch.setenv("PETITION_SECRET_KEY", "from the environment")
     monkeypatch.setenv("PETITION_BASE_URL", "https://campaign.example/")
-    monkeypatch.setenv("PETITION_MAILS_PER_SIGNATURE", "5")
+    monkeypatch.setenv("PETITION_MAILS_PER_MAILBOX", "5")
+    monkeypatch.setenv("PETITION_MAIL_CAP_HOURS", "12")
+    monkeypatch.setenv("PETITION_SIGN_SOFT_LIMIT", "10 per minute; 50 per hour")
+    monkeypatch.setenv("PETITION_SIGN_ALLOWED_DOMAINS", " Riseup.NET, example.org,,gmail.com ")
     app = create_app()
     assert app.instance_path == str(tmp_path / "elsewhere")
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
     assert app.config["SECRET_KEY"] == "from the environment"
     assert app.config["BASE_URL"] == "https://campaign.example"
-    assert app.config["MAILS_PER_SIGNATURE"] == 5
+    assert app.config["MAILS_PER_MAILBOX"] == 5 and app.config["MAIL_CAP_HOURS"] == 12
+    assert app.config["SIGN_SOFT_LIMIT"] == "10 per minute; 50 per hour"
+    assert app.config["SIGN_ALLOWED_DOMAINS"] == frozenset({"riseup.net", "example.org", "gmail.com"})
     assert not (tmp_path / "elsewhere" / "secret_key").exists()
 
 
@@ -71,8 +77,57 @@ def test_production_with_both_marks_the_cookie_secure(tmp_path, monkeypatch):
 def test_a_malformed_number_names_its_variable():
     with pytest.raises(ConfigError, match="PETITION_CONFIRM_DAYS"):
         read_environment({"PETITION_CONFIRM_DAYS": "soon"})
-    with pytest.raises(ConfigError, match="PETITION_MAILS_PER_SIGNATURE"):
-        read_environment({"PETITION_MAILS_PER_SIGNATURE": "0"})
+    with pytest.raises(ConfigError, match="PETITION_MAILS_PER_MAILBOX"):
+        read_environment({"PETITION_MAILS_PER_MAILBOX": "0"})
+    with pytest.raises(ConfigError, match="PETITION_MAIL_CAP_HOURS"):
+        read_environment({"PETITION_MAIL_CAP_HOURS": "-24"})
+
+
+def test_the_signing_defaults():
+    """A mailbox gets three e-mails a day about a petition; a burst and a sustained window hold floods; the big
+    providers' addresses are never held. The per-signature mail count of the old design is gone."""
+    config = read_environment({})
+    assert config["MAILS_PER_MAILBOX"] == 3 and config["MAIL_CAP_HOURS"] == 24
+    assert [(w.amount, w.get_expiry()) for w in parse_many(config["SIGN_SOFT_LIMIT"])] == [(5, 60), (30, 600)]
+    assert [(w.amount, w.get_expiry()) for w in parse_many(config["SIGN_HARD_LIMIT"])] == [(300, 3600)]
+    domains = config["SIGN_ALLOWED_DOMAINS"]
+    assert isinstance(domains, frozenset)
+    assert {"gmail.com", "mail.ru", "yandex.ru", "outlook.com"} <= domains
+    assert all(domain == domain.strip().lower() and domain for domain in domains)
+    assert "example.org" not in domains
+    assert "MAILS_PER_SIGNATURE" not in config
+    assert "PETITION_MAILS_PER_SIGNATURE" not in {setting.env for setting in SETTINGS}
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Example.ORG", {"example.org"}),
+    (" a.example , B.example,,  ", {"a.example", "b.example"}),
+    ("mail.ru,MAIL.RU", {"mail.ru"}),
+])
+def test_allowed_domains_are_read_from_a_comma_separated_variable(value, expected):
+    domains = read_environment({"PETITION_SIGN_ALLOWED_DOMAINS": value})["SIGN_ALLOWED_DOMAINS"]
+    assert domains == frozenset(expected) and isinstance(domains, frozenset)
+
+
+@pytest.mark.parametrize("soft_limit", ["2 per minute; 9 per hour", "9 per minute; 2 per hour"])
+def test_either_window_of_the_soft_limit_holds_and_allowed_domains_never_are(tmp_path, monkeypatch, soft_limit):
+    """Past the burst window or past the sustained one, whichever comes first, an address is flooding; the
+    operator's list of allowed domains, not the default one, decides who is never held."""
+    from petition import abuse
+
+    monkeypatch.setenv("PETITION_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("PETITION_SIGN_SOFT_LIMIT", soft_limit)
+    monkeypatch.setenv("PETITION_SIGN_ALLOWED_DOMAINS", "Riseup.net")
+    app = create_app()
+
+    def held(domain: str, address: str = "203.0.113.7") -> bool:
+        with app.test_request_context(method="POST", environ_base={"REMOTE_ADDR": address}):
+            return abuse.held({}, "settings-test", domain)
+
+    assert [held("example.org") for _ in range(3)] == [False, False, True]
+    assert held("riseup.net") is False  # the operator's own list
+    assert held("gmail.com") is True  # the default list no longer applies
+    assert held("example.org", address="203.0.113.8") is False  # per sender address
 
 
 def test_readme_documents_every_setting_with_its_default():

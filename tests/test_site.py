@@ -169,9 +169,26 @@ def test_the_petition_page_carries_its_card_from_the_declaration(site):
     assert 'data-petition="vadim-kuramshin"' in html and 'data-api="/api/petitions/vadim-kuramshin"' in html
     assert "To: The President and the Prosecutor General of the Republic of Kazakhstan" in html
     assert "Goal: 10,000 signatures." in html and "30 June 2027" in html
-    assert 'href="/petitions/vadim-kuramshin/sign"' in html
     assert "data-petition-count" in html  # the place for the live count and its progress bar
     assert "Share this with your friends" in html
+    # The form itself, in the page: no request to the service before the signer presses the button.
+    assert 'action="/petitions/vadim-kuramshin/sign"' in html and 'name="email"' in html
+    assert "csrf_token" not in html
+
+
+def test_each_petition_has_a_static_sign_page_and_thanks_page(site):
+    """The visitor's whole path but the POST is the site's: the same bytes for everyone, cacheable."""
+    sign = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
+    assert "<h1" in sign and "Sign: Urgent action for Vadim Kuramshin" in sign
+    assert 'action="/petitions/vadim-kuramshin/sign"' in sign and sign.count('method="post"') == 1
+    assert '<a href="../">Read the whole petition</a>' in sign  # the whole text, one click away
+    for name in ("name", "email", "country", "postcode", "comment", "public", "updates"):
+        assert f'<label for="{name}">' in sign
+    thanks = (site / "petitions" / "vadim-kuramshin" / "thanks" / "index.html").read_text(encoding="utf-8")
+    assert "Check your e-mail" in thanks and "Urgent action for Vadim Kuramshin" in thanks
+    assert 'method="post"' not in thanks
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert 'href="/petitions/vadim-kuramshin/sign/"' in home  # straight to the page, no redirect
 
 
 def test_home_features_the_petition_and_the_latest_posts(site):

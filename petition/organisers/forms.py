@@ -35,7 +35,7 @@ class ExportForm(FlaskForm):
         csrf = False
 
     status = SelectField("Signatures", choices=[SelectChoice("confirmed", "Confirmed only"),
-                                                SelectChoice("all", "All: confirmed, pending and held")],
+                                                SelectChoice("all", "All: confirmed and held")],
                          default="confirmed")
     since = DateField("Signed from", validators=[Optional()])
     until = DateField("Signed until", validators=[Optional()])

@@ -7,11 +7,11 @@ from flask import (Response, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
-from .. import accounts, catalogue, charts, counts, emails, exports, mail
+from .. import accounts, catalogue, charts, counts, emails, exports, mail, signing
 from ..catalogue import petition_or_404
 from ..countries import name as country_name
 from ..extensions import db, limiter, login_manager
-from ..models import CONFIRMED, HELD, PENDING, ExportLog, OutboxMessage, Organiser, Petition, Signature, utcnow
+from ..models import CONFIRMED, HELD, ExportLog, Organiser, Petition, Signature, utcnow
 from . import bp
 from .forms import ActionForm, ExportForm, FindForm, LoginForm
 
@@ -85,6 +85,7 @@ def petition(slug: str):
     return render_template("organisers/petition.html", petition=petition, status=counts.by_status(petition.id),
                            by_country=sorted(confirmed.by_country.items(), key=lambda kv: -kv[1]),
                            country_name=country_name, chart=chart, held=held, log=log,
+                           undelivered=mail.given_up(petition.id),
                            export_form=ExportForm(request.args), form=ActionForm())
 
 
@@ -188,8 +189,7 @@ def erase(signature_id: int):
     signature = _signature(signature_id)
     slug = signature.petition.slug
     if ActionForm().validate_on_submit():
-        db.session.delete(signature)
-        db.session.commit()
+        signing.withdraw(signature)
         counts.forget()
         flash("The signature and all its personal data are erased.")
     # Back to the search the organiser came from, or to the petition: never to an address from the form.
@@ -199,15 +199,13 @@ def erase(signature_id: int):
 
 @bp.post("/signatures/<int:signature_id>/accept")
 def accept(signature_id: int):
-    """A held signature goes on as any other: pending, with its confirmation e-mail."""
+    """A held signature, confirmed by its owner, counts from now on."""
     signature = _signature(signature_id)
     if ActionForm().validate_on_submit() and signature.status == HELD:
-        signature.status = PENDING
-        signature.mails_sent += 1
-        db.session.add(OutboxMessage(signature_id=signature.id, kind=mail.CONFIRM))
+        signature.status = CONFIRMED
         db.session.commit()
-        mail.wake_sender()
-        flash("Accepted: the signer has been sent the confirmation e-mail.")
+        counts.forget()
+        flash("Accepted: the signature counts.")
     return redirect(url_for(".petition", slug=signature.petition.slug), code=303)
 
 
@@ -216,7 +214,6 @@ def discard(signature_id: int):
     signature = _signature(signature_id)
     slug = signature.petition.slug
     if ActionForm().validate_on_submit() and signature.status == HELD:
-        db.session.delete(signature)
-        db.session.commit()
+        signing.withdraw(signature)
         flash("Discarded: the held signature is deleted.")
     return redirect(url_for(".petition", slug=slug), code=303)

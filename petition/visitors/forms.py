@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
-from wtforms import BooleanField, EmailField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, Form, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, StopValidation
 from wtforms.widgets import Select, html_params
 
@@ -52,14 +51,13 @@ class ValidEmail:
         except emails.InvalidEmail as error:
             raise StopValidation(f"Enter a valid e-mail address: {error}") from None
         field.data = address.normalised
-        field.canonical = address.canonical
+        field.address = address
 
 
-class SignForm(FlaskForm):
-    class Meta:
-        # CSRFProtect checks the token of every POST before any view runs; the template writes it. A form
-        # field of its own would sign a second token on every signature only to be thrown away.
-        csrf = False
+class SignForm(Form):
+    """The sign form, as the built site shows it and the service checks it. A plain WTForms form: it carries
+    no CSRF token and needs no session, so a visitor's browser is given nothing to keep; cross-site posts
+    are refused by the browser's own signals (see ``origins``)."""
 
     name = StringField(
         "Full name",
@@ -98,11 +96,3 @@ class SignForm(FlaskForm):
     )
     public = BooleanField("Show my name publicly on the list of signers")
     updates = BooleanField("Keep me informed about this campaign by e-mail")
-
-
-class ConfirmForm(FlaskForm):
-    """Only this POST confirms: mail scanners fetch links, they do not press buttons."""
-
-
-class WithdrawForm(FlaskForm):
-    pass

@@ -1,17 +1,20 @@
-"""Visitor views. Each POST ends in a redirect (post/redirect/get), so a reload never resubmits."""
+"""Visitor views. The sign page and the thanks page are pages of the built site; the service takes the form's
+POST and serves the links in e-mails. No view here reads or writes a session: a visitor's browser is given
+no cookie. Each POST ends in a redirect (post/redirect/get), so a reload never resubmits."""
 
 from __future__ import annotations
 
-import time
-
 from flask import current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
 
-from .. import abuse, counts, sessions, signing, tokens
+from .. import abuse, counts, intake, signing, tokens
 from ..catalogue import petition_or_404
+from ..extensions import db
 from ..layout import wants_fragment
-from ..models import PENDING, Petition
+from ..paths import sign_page, sign_path, thanks_page
+from ..models import Petition, Signature
 from . import bp
-from .forms import COUNTRY_NAMES, ConfirmForm, SignForm, WithdrawForm
+from .forms import COUNTRY_NAMES, SignForm
 
 # A petition that cannot take signatures says why with the status code too.
 STATE_STATUS = {"closed": 410, "not_open": 409}
@@ -27,94 +30,73 @@ def render_petition_page(template: str, petition: Petition, status: int = 200, f
         headers["X-Petition-Fragment"] = "1"  # the script shows only answers that say so
     if with_counts:
         context["counts"] = counts.confirmed_counts(petition.id)
-    context.update(petition=petition, fragment=partial)
+    context.update(petition=petition, fragment=partial, sign_page=sign_page(petition.slug))
     return render_template(template, **context), status, headers
 
 
-TOKEN_MARK = b"\x00csrf-token\x00"
-
-
-def blank_form(petition: Petition):
-    """The empty sign page is the same for every visitor but its CSRF token: render it once per
-    ``COUNT_CACHE_SECONDS`` (its count is that fresh anyway) and put each visitor's token in. Kept as
-    UTF-8 bytes, so the 30 KB page is not encoded again for every visitor; the token is ASCII."""
-    token = sessions.csrf_token().encode()
-    ttl = current_app.config["COUNT_CACHE_SECONDS"]
-    cache = current_app.extensions.setdefault("petition.sign-pages", {})
-    key = (petition.slug, wants_fragment())
-    hit = cache.get(key)
-    if ttl > 0 and hit and hit[0] > time.monotonic():
-        body, headers = hit[1], hit[2]
-    else:
-        page, _, headers = render_petition_page("sign.html", petition, 200, "_sign_form.html", form=SignForm())
-        body = page.encode().replace(token, TOKEN_MARK)
-        cache[key] = (time.monotonic() + ttl, body, headers)
-    return body.replace(TOKEN_MARK, token), 200, headers
-
-
-@bp.route("/petitions/<slug>/sign", methods=["GET", "POST"])
-def sign(slug: str):
-    petition = petition_or_404(slug, cached=True)
+def unavailable(petition: Petition):
     state = petition.state()
-    if state != "open":
-        return render_petition_page("unavailable.html", petition, STATE_STATUS[state], "_unavailable.html",
-                                    state=state)
-    if request.method == "GET":
-        return blank_form(petition)
+    return render_petition_page("unavailable.html", petition, STATE_STATUS[state], "_unavailable.html",
+                                state=state)
+
+
+@bp.post("/petitions/<slug>/sign")
+def sign(slug: str):
+    """Every valid post does the same work and gets the same answer, whoever sends it (see ``intake``)."""
+    petition = petition_or_404(slug, cached=True)
+    if not petition.is_open:
+        return unavailable(petition)
     abuse.refuse_over_hard_limit(slug)
-    form = SignForm()
-    if form.validate_on_submit():
-        held = abuse.looks_automated(request.form) or abuse.over_soft_limit(slug)
-        signing.sign(petition, signing.Submission(
-            name=form.name.data,
-            email=form.email.data,
-            email_canonical=form.email.canonical,
-            country=form.country.data,
-            postcode=form.postcode.data,
-            comment=form.comment.data,
-            public=form.public.data,
-            updates=form.updates.data,
-            ip_hash=abuse.ip_hash(),
-            held=held,
-        ))
-        return redirect(url_for(".thanks", slug=slug), code=303)
-    status = 422 if form.errors else 200
-    return render_petition_page("sign.html", petition, status, "_sign_form.html", form=form)
+    form = SignForm(request.form)
+    if form.validate():
+        address = form.email.address
+        intake.record(petition, intake.Answers(
+            name=form.name.data, email=address.normalised, email_canonical=address.canonical,
+            mailbox=address.mailbox, country=form.country.data, postcode=form.postcode.data,
+            comment=form.comment.data, public=form.public.data, updates=form.updates.data,
+        ), held=abuse.held(request.form, slug, address.canonical.rpartition("@")[2]), ip_hash=abuse.ip_hash())
+        if wants_fragment():  # signing in place: the thanks page's words, inside the petition's page
+            return render_petition_page("thanks.html", petition, fragment="_thanks.html", with_counts=False)
+        return redirect(thanks_page(slug), code=303)
+    return render_petition_page("sign.html", petition, 422, "_sign_form.html", form=form, action=sign_path(slug),
+                                privacy_url=current_app.config["PRIVACY_URL"])
 
 
-@bp.get("/petitions/<slug>/thanks")
-def thanks(slug: str):
-    """The same page for a new and a repeat signer: nobody learns here who has signed."""
-    return render_petition_page("thanks.html", petition_or_404(slug, cached=True), fragment="_thanks.html",
-                                with_counts=False)
-
-
-def signature_from(slug: str, token: str, purpose: str):
-    """The signature a link names, or the page that explains why the link no longer works."""
+def row_from(slug: str, token: str, purpose: str):
+    """The submission or signature a link names, or the page that explains why the link no longer works."""
     petition = petition_or_404(slug, cached=True)
     try:
-        signature = tokens.load(token, purpose)
+        row = tokens.load(token, purpose)
     except tokens.TokenError as error:
         return None, (render_template("link_invalid.html", petition=petition, expired=error.expired,
-                                      purpose=purpose), 410 if error.expired else 404)
-    if signature.petition_id != petition.id:
+                                      purpose=purpose, sign_page=sign_page(slug)), 410 if error.expired else 404)
+    if row.petition_id != petition.id:
         return None, (render_template("link_invalid.html", petition=petition, expired=False,
-                                      purpose=purpose), 404)
-    return signature, None
+                                      purpose=purpose, sign_page=sign_page(slug)), 404)
+    return row, None
 
 
 @bp.route("/petitions/<slug>/confirm/<token>", methods=["GET", "POST"])
 def confirm(slug: str, token: str):
-    """GET only shows a button: scanners that pre-fetch links must not confirm anything."""
-    signature, refusal = signature_from(slug, token, tokens.CONFIRM)
+    """GET shows exactly what will be stored and a button: scanners that pre-fetch links must not confirm
+    anything, and nobody confirms answers they have not seen. Only the POST confirms."""
+    submission, refusal = row_from(slug, token, tokens.CONFIRM)
     if refusal:
         return refusal
-    form = ConfirmForm()
-    if form.validate_on_submit():
-        signing.confirm(signature)
+    petition = submission.petition
+    if not petition.is_open:  # a closed petition counts nobody new, confirmed or not
+        return unavailable(petition)
+    if request.method == "POST":
+        signing.confirm(submission)
         return redirect(url_for(".confirmed", slug=slug), code=303)
-    return render_template("confirm.html", petition=signature.petition, form=form,
-                           pending=signature.status == PENDING)
+    existing = db_signature(submission.petition_id, submission.email_canonical)
+    return render_template("confirm.html", petition=petition, submission=submission, replaces=existing,
+                           sign_page=sign_page(slug), country_name=COUNTRY_NAMES.get(submission.country, submission.country))
+
+
+def db_signature(petition_id: int, email_canonical: str) -> Signature | None:
+    return db.session.scalar(select(Signature).where(Signature.petition_id == petition_id,
+                                                     Signature.email_canonical == email_canonical))
 
 
 @bp.get("/petitions/<slug>/confirmed")
@@ -126,18 +108,17 @@ def confirmed(slug: str):
 @bp.route("/petitions/<slug>/manage/<token>", methods=["GET", "POST"])
 def manage(slug: str, token: str):
     """What we store about one signer, shown only to the holder of the link, and the way to withdraw."""
-    signature, refusal = signature_from(slug, token, tokens.MANAGE)
+    signature, refusal = row_from(slug, token, tokens.MANAGE)
     if refusal:
         return refusal
-    form = WithdrawForm()
-    if form.validate_on_submit():
+    if request.method == "POST":
         signing.withdraw(signature)
         return redirect(url_for(".withdrawn", slug=slug), code=303)
-    return render_template("manage.html", petition=signature.petition, signature=signature, form=form,
+    return render_template("manage.html", petition=signature.petition, signature=signature,
                            country_name=COUNTRY_NAMES.get(signature.country, signature.country))
 
 
 @bp.get("/petitions/<slug>/withdrawn")
 def withdrawn(slug: str):
     petition = petition_or_404(slug, cached=True)
-    return render_template("withdrawn.html", petition=petition)
+    return render_template("withdrawn.html", petition=petition, sign_page=sign_page(slug))

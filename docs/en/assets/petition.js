@@ -1,9 +1,10 @@
 /* Live petition counts and signing in place, on the site's own origin; no other host is contacted.
  *
  * Every [data-petition] card gets its count from the service's JSON API. A [data-petition-sign]
- * container replaces its plain "Sign the petition" link with the service's form (and its CSRF token)
- * and submits it without leaving the page. Without JavaScript, or with the service down, the page
- * still reads well: the link leads to the full-page form, or a plain sentence says what is missing.
+ * container holds the sign form in the page's own HTML; here it is sent without leaving the page, and the
+ * service's answer (the thanks text, or the form with its errors) takes its place. Without JavaScript the
+ * form posts as any form does. No token, no cookie: the browser's own Sec-Fetch-Site tells the service
+ * that the post comes from this site.
  * Material's instant navigation swaps pages without reloading, so all of it runs on every document$.
  */
 (function () {
@@ -69,8 +70,13 @@
   }
 
   function unavailable(container) {
-    container.innerHTML = "";
-    say(container, UNAVAILABLE_SIGNING, "alert");
+    // The form and what was typed stay: the signer can send it again in a moment.
+    var old = container.querySelector(".petition-unavailable");
+    if (old) old.remove();
+    var alert = say(container, UNAVAILABLE_SIGNING, "alert");
+    container.insertBefore(alert, container.firstChild);
+    var button = container.querySelector("form [type=submit]");
+    if (button) button.disabled = false;
   }
 
   function wire(container) {
@@ -84,7 +90,7 @@
         method: "POST",
         body: new URLSearchParams(new FormData(form)),
         headers: FRAGMENT,
-        credentials: "same-origin",
+        credentials: "omit", // nothing to send: visitors have no cookie
       })
         .then(function (response) {
           return load(container, response);
@@ -96,21 +102,13 @@
     });
   }
 
-  function showForm(container) {
-    if (container.dataset.petitionLoaded) return;
-    container.dataset.petitionLoaded = "1";
-    fetch(container.dataset.petitionSign, { headers: FRAGMENT, credentials: "same-origin" })
-      .then(function (response) {
-        return load(container, response);
-      })
-      .catch(function () {
-        unavailable(container);
-      });
-  }
-
   function start() {
     document.querySelectorAll("[data-petition][data-api]").forEach(showCount);
-    document.querySelectorAll("[data-petition-sign]").forEach(showForm);
+    document.querySelectorAll("[data-petition-sign]").forEach(function (container) {
+      if (container.dataset.petitionWired) return;
+      container.dataset.petitionWired = "1";
+      wire(container);
+    });
   }
 
   if (typeof document$ !== "undefined") {
