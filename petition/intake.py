@@ -8,11 +8,7 @@ the submission's owner gets, if any under the cap. Confirming is ``signing``'s.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,7 +17,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import mail
+from . import connections, mail
 from .extensions import db
 from .models import OutboxMessage, Petition, Signature, Submission, utcnow
 
@@ -47,29 +43,6 @@ class Answers:
     updates: bool = False
 
 
-# SQLite takes one writer at a time, and a writer that finds the lock taken sleeps in steps of up to
-# 100 ms. Queuing the writers of all processes on a lock file of our own lets each go the moment the
-# last one commits. (A thread lock first: flock is shared by the threads of a process.)
-_THREADS = threading.Lock()
-_LOCK_FILES: dict[tuple[int, str], int] = {}
-
-
-@contextmanager
-def _sqlite_writer(database: str | None) -> Iterator[None]:
-    with _THREADS:
-        if not database or database == ":memory:":
-            yield
-            return
-        key = (os.getpid(), database)  # a descriptor inherited across fork would share its lock
-        if key not in _LOCK_FILES:
-            _LOCK_FILES[key] = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(_LOCK_FILES[key], fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(_LOCK_FILES[key], fcntl.LOCK_UN)
-
-
 def record(petition: Petition, answers: Answers, held: bool, ip_hash: str | None) -> None:
     """Append one submission. Answers nothing on purpose: the caller says the same to everyone."""
     row = {**vars(answers), "petition_id": petition.id, "held": held, "ip_hash": ip_hash}  # flat: no deep copy
@@ -89,43 +62,62 @@ def record(petition: Petition, answers: Answers, held: bool, ip_hash: str | None
 
 
 def _write(engine: Engine, row: dict) -> None:
-    if engine.dialect.name == "sqlite":
-        with _sqlite_writer(engine.url.database), engine.connect() as connection:
-            connection.execute(NEW_SUBMISSION, row)
-    else:
-        with engine.connect() as connection:
-            connection.execute(NEW_SUBMISSION, row)
+    with connections.writer_turn(engine), engine.connect() as connection:
+        connection.execute(NEW_SUBMISSION, row)
 
 
 def decide(limit: int = BATCH) -> int:
     """Decide the submissions not decided yet, oldest first, and queue the e-mail each warrants; return how
-    many. Call inside an app context. Several senders may run: on PostgreSQL they take turns on a lock
-    held to the end of the transaction, so the cap is counted by one of them at a time; SQLite has one
-    writer at a time anyway."""
+    many. Call inside an app context.
+
+    One short transaction a batch, with the cap's counts and the signatures it needs read for the whole batch
+    at once, so signers' posts never wait long behind it. Several senders may run: on PostgreSQL they take
+    turns on a lock held to the end of the transaction, on SQLite in the writers' queue, so the cap is
+    counted by one of them at a time."""
+    with connections.writer_turn(db.engine):
+        try:
+            decided = _decide(limit)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+    return decided
+
+
+def _decide(limit: int) -> int:
     if db.engine.dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('petition intake'))"))
-    # The cap is counted per sender address first, so that someone who posts a stranger's address a few
-    # times cannot use up the owner's own link; and for all senders together, so that no mailbox is flooded.
     pending = db.session.scalars(select(Submission).where(Submission.decided_at.is_(None))
                                  .order_by(Submission.id).limit(limit)).all()
+    if not pending:
+        return 0
     config = current_app.config
+    now = utcnow()
+    since = now - timedelta(hours=config["MAIL_CAP_HOURS"])
+    # The cap is counted per sender address, so that someone who posts a stranger's address a few times
+    # cannot use up the owner's own link, and for all senders together, so that no mailbox is flooded.
+    by_sender: Counter = Counter()
+    in_all: Counter = Counter()
+    for petition_id, mailbox, ip_hash, number in db.session.execute(
+            select(Submission.petition_id, Submission.mailbox, Submission.ip_hash, func.count())
+            .where(Submission.mailbox.in_({s.mailbox for s in pending}), Submission.mailed_at >= since)
+            .group_by(Submission.petition_id, Submission.mailbox, Submission.ip_hash)):
+        by_sender[petition_id, mailbox, ip_hash] += number
+        in_all[petition_id, mailbox] += number
+    signed = {(petition_id, canonical) for petition_id, canonical in db.session.execute(
+        select(Signature.petition_id, Signature.email_canonical)
+        .where(Signature.email_canonical.in_({s.email_canonical for s in pending})))}
     for submission in pending:
-        now = utcnow()
         submission.decided_at = now
         if not submission.petition.is_open:
             continue  # closed meanwhile: its link would only lead to the closed page
-        since = now - timedelta(hours=config["MAIL_CAP_HOURS"])
-        mailed = (select(func.count()).where(Submission.petition_id == submission.petition_id,
-                                             Submission.mailbox == submission.mailbox, Submission.mailed_at >= since))
-        if (db.session.scalar(mailed.where(Submission.ip_hash == submission.ip_hash)) >= config["MAILS_PER_MAILBOX"]
-                or db.session.scalar(mailed) >= config["MAILS_PER_MAILBOX_IN_ALL"]):
+        mailbox = (submission.petition_id, submission.mailbox)
+        if (by_sender[(*mailbox, submission.ip_hash)] >= config["MAILS_PER_MAILBOX"]
+                or in_all[mailbox] >= config["MAILS_PER_MAILBOX_IN_ALL"]):
             continue  # kept, not mailed: the mailbox has had its share of messages for now
-        signed = db.session.scalar(select(Signature.id).where(
-            Signature.petition_id == submission.petition_id,
-            Signature.email_canonical == submission.email_canonical))
+        by_sender[(*mailbox, submission.ip_hash)] += 1
+        in_all[mailbox] += 1
         submission.mailed_at = now
-        db.session.add(OutboxMessage(submission=submission,
-                                     kind=mail.ALREADY_SIGNED if signed is not None else mail.CONFIRM))
-        db.session.flush()  # the next submission of the same mailbox counts this one
-    db.session.commit()
+        repeat = (submission.petition_id, submission.email_canonical) in signed
+        db.session.add(OutboxMessage(submission=submission, kind=mail.ALREADY_SIGNED if repeat else mail.CONFIRM))
     return len(pending)

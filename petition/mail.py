@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import Flask, current_app, render_template, url_for
 from sqlalchemy import func, select
 
-from . import tokens
+from . import connections, tokens
 from .paths import sign_page
 from .countries import NAMES as COUNTRY_NAMES
 from .extensions import db
@@ -177,30 +177,39 @@ def deliver_due(transport: Transport | None = None, limit: int = BATCH) -> tuple
         .with_for_update(skip_locked=True)  # several senders never take the same row (PostgreSQL)
     )
     sent = failed = 0
-    for item in db.session.scalars(query).all():
-        try:
-            with app.test_request_context(base_url=app.config["BASE_URL"]):
-                message, links = compose(item)
-            transport.send(message)
-        except Exception as error:  # any failure: keep the row, retry later, up to a point
-            item.attempts += 1
-            item.next_attempt_at = utcnow() + backoff(item.attempts)
-            item.last_error = f"{type(error).__name__}: {error}"[:500]
-            if item.attempts >= MAX_ATTEMPTS or permanent(error):
-                item.failed_at = utcnow()
-            failed += 1
-            # The error text can name the recipient; it stays in the database, the log gets its type only.
-            log.warning("e-mail %s not sent (attempt %s%s): %s", item.id, item.attempts,
-                        ", given up" if item.failed_at else "", type(error).__name__)
-        else:
-            item.sent_at = utcnow()
-            item.attempts += 1
-            sent += 1
-            if isinstance(transport, FileTransport) and "confirm" in links:
-                # Only on the embedded default, where nobody has a mailbox: show where to click.
-                log.warning("confirmation link for a new signature: %s", links["confirm"])
-    db.session.commit()
+    items = db.session.scalars(query).all()
+    # Nothing is written until the batch is done: a write begun while the messages go out would hold
+    # SQLite's one write lock, and signers' posts with it, for as long as the mail server takes.
+    with db.session.no_autoflush:
+        for item in items:
+            _deliver(app, transport, item)
+            sent, failed = (sent + 1, failed) if item.sent_at else (sent, failed + 1)
+    with connections.writer_turn(db.engine):
+        db.session.commit()
     return sent, failed
+
+
+def _deliver(app: Flask, transport: Transport, item: OutboxMessage) -> None:
+    """Send one message; record on ``item`` that it went, or why not and when to try again."""
+    try:
+        with app.test_request_context(base_url=app.config["BASE_URL"]):
+            message, links = compose(item)
+        transport.send(message)
+    except Exception as error:  # any failure: keep the row, retry later, up to a point
+        item.attempts += 1
+        item.next_attempt_at = utcnow() + backoff(item.attempts)
+        item.last_error = f"{type(error).__name__}: {error}"[:500]
+        if item.attempts >= MAX_ATTEMPTS or permanent(error):
+            item.failed_at = utcnow()
+        # The error text can name the recipient; it stays in the database, the log gets its type only.
+        log.warning("e-mail %s not sent (attempt %s%s): %s", item.id, item.attempts,
+                    ", given up" if item.failed_at else "", type(error).__name__)
+    else:
+        item.sent_at = utcnow()
+        item.attempts += 1
+        if isinstance(transport, FileTransport) and "confirm" in links:
+            # Only on the embedded default, where nobody has a mailbox: show where to click.
+            log.warning("confirmation link for a new signature: %s", links["confirm"])
 
 
 def deliver_all(transport: Transport | None = None) -> tuple[int, int]:

@@ -17,11 +17,16 @@ from .extensions import db
 log = logging.getLogger(__name__)
 
 
-def run_once() -> tuple[int, int]:
-    """Decide every waiting submission, then deliver what is due; return (sent, failed)."""
-    while intake.decide() == intake.BATCH:
-        pass
-    return mail.deliver_all()
+def run_once(transport: mail.Transport | None = None) -> tuple[int, int]:
+    """Decide the waiting submissions and deliver what is due, a batch of each in turn, until neither has
+    more: under a flood of submissions the first e-mails still go out at once. Return (sent, failed)."""
+    total_sent = total_failed = 0
+    while True:
+        decided = intake.decide()
+        sent, failed = mail.deliver_due(transport)
+        total_sent, total_failed = total_sent + sent, total_failed + failed
+        if decided < intake.BATCH and sent + failed < mail.BATCH:  # failed rows wait for their back-off
+            return total_sent, total_failed
 
 
 def run(app: Flask, stop: threading.Event, interval: float = 5.0) -> None:

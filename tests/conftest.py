@@ -197,12 +197,10 @@ class Mailbox:
 
 def run_sender(app, mailbox: Mailbox | None = None) -> tuple[int, int]:
     """Decide the waiting submissions and deliver the outbox, as ``petition send-mail`` does."""
-    from petition import intake, mail
+    from petition import sender
 
     with app.app_context():
-        while intake.decide() == intake.BATCH:
-            pass
-        return mail.deliver_all(mailbox)
+        return sender.run_once(mailbox)
 
 
 LINK = re.compile(r"https?://[^/\s]+(/petitions/[^\s\"<]+)")

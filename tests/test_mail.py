@@ -429,3 +429,72 @@ def test_a_backlog_larger_than_one_batch_is_sent_whole(app, tmp_path):
         transport = mail.FileTransport(tmp_path / "eml")
         assert mail.deliver_all(transport) == (backlog, 0)
     assert len(list((tmp_path / "eml").glob("*.eml"))) == backlog
+
+
+class Watching:
+    """A transport that looks, while each message goes out, whether the sender has begun a write."""
+
+    def __init__(self, app) -> None:
+        self.app, self.sent, self.writes_open = app, [], []
+
+    def send(self, message) -> None:
+        self.sent.append(message)
+        self.writes_open.append(_write_begun(self.app))
+
+
+def _write_begun(app) -> bool:
+    """From another connection: does anyone hold a write on the database (SQLite's lock, PostgreSQL's
+    row-exclusive lock on the outbox)?"""
+    import sqlite3
+
+    with app.app_context():
+        engine = db.engine
+        if engine.dialect.name == "sqlite":
+            probe = sqlite3.connect(engine.url.database, timeout=0.05, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                return False
+            except sqlite3.OperationalError:
+                return True
+            finally:
+                probe.close()
+        with engine.connect() as connection:
+            return bool(connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'outbox'::regclass AND mode = 'RowExclusiveLock'"
+            ).scalar())
+
+
+def test_no_write_is_held_while_messages_go_out(app, client):
+    """A write begun before the messages go out would hold SQLite's one write lock, and every signer's post
+    with it, for as long as the mail server takes to answer."""
+    for number in range(3):
+        assert submit(client, email=f"writer{number}@example.org").status_code == 303
+    watching = Watching(app)
+    assert run_sender(app, watching) == (3, 0)
+    assert watching.writes_open == [False, False, False]
+    assert _write_begun(app) is False
+
+
+def test_a_flood_of_submissions_does_not_hold_back_the_first_emails(app, client):
+    """The sender decides a batch and delivers a batch in turns: the first signers of a flood get their links
+    while the rest are still being decided."""
+    flood = intake.BATCH + 30
+    with app.app_context():
+        petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        db.session.add_all(Submission(petition_id=petition.id, name="N", email=f"f{n}@example.org",
+                                      email_canonical=f"f{n}@example.org", mailbox=f"f{n}@example.org",
+                                      country="KZ") for n in range(flood))
+        db.session.commit()
+
+    undecided_at_first_send: list[int] = []
+
+    class Counting:
+        def send(self, message) -> None:
+            if not undecided_at_first_send:
+                with app.app_context():
+                    undecided_at_first_send.append(db.session.scalar(
+                        select(db.func.count()).select_from(Submission).where(Submission.decided_at.is_(None))))
+
+    assert run_sender(app, Counting()) == (flood, 0)
+    assert undecided_at_first_send[0] == flood - intake.BATCH  # the first message left before the rest were decided
