@@ -1,7 +1,8 @@
 """The baselines the benchmarks compare against, served by the same gunicorn configuration.
 
-``form_app``: the least a signing service can be with Flask and SQLAlchemy: a small form on GET, one row
-inserted per POST, a 303. ``hello_app``: a hello-world JSON endpoint.
+``form_app``: the least a signing service can be with Flask and SQLAlchemy: one row inserted per POST of the
+sign form, a 303 to the thanks page. Its sign and thanks pages are the site's static files, served by the
+same nginx as the service's. ``hello_app``: a hello-world JSON endpoint.
 """
 
 from __future__ import annotations
@@ -9,32 +10,31 @@ from __future__ import annotations
 import os
 
 from flask import Flask, jsonify, redirect, request
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, create_engine, insert
 
 import petition.extensions  # noqa: F401  (the service's SQLite settings on every SQLite connection: see _engine)
 from petition.connections import ping_when_idle
 
-FORM = """<!doctype html><html lang="en"><title>Sign</title><form method="post">
-<input name="csrf_token" type="hidden" value="baseline">
-<input name="name"><input name="email"><input name="country"><button>Sign</button></form></html>"""
-
 metadata = MetaData()
-row = Table("signature", metadata, Column("id", Integer, primary_key=True), Column("name", String(100)),
-            Column("email", String(254)), Column("country", String(2)))
+row = Table("submission", metadata, Column("id", Integer, primary_key=True), Column("slug", String(80)),
+            Column("name", String(100)), Column("email", String(254)), Column("country", String(2)),
+            Column("postcode", String(40)), Column("comment", String(500)), Column("public", Boolean),
+            Column("updates", Boolean))
 
 
 def form_app() -> Flask:
     app = Flask(__name__)
     engine = _engine(os.environ["BASELINE_DATABASE_URL"])
 
-    @app.route("/sign", methods=["GET", "POST"])
-    def sign():
-        if request.method == "GET":
-            return FORM
+    @app.post("/petitions/<slug>/sign")
+    def sign(slug: str):
+        form = request.form
         with engine.begin() as connection:
-            connection.execute(insert(row).values(name=request.form["name"], email=request.form["email"],
-                                                  country=request.form["country"]))
-        return redirect("/thanks", code=303)
+            connection.execute(insert(row).values(
+                slug=slug, name=form["name"], email=form["email"], country=form["country"],
+                postcode=form.get("postcode", ""), comment=form.get("comment", ""),
+                public=form.get("public") == "y", updates=form.get("updates") == "y"))
+        return redirect(f"/petitions/{slug}/thanks/", code=303)
 
     return app
 

@@ -1,7 +1,9 @@
 """The benchmarks: each measures its own baseline in the same run, on the same machine, and prints its figure
 and the ratio to that baseline. Run them all with ``bench/run``; the summary goes to ``bench/results.json``.
 
-1. signing: the real signer flow through gunicorn (SQLite and PostgreSQL) against a minimal Flask form app;
+1. signing: signers driven by wrk through nginx and gunicorn, as in production (SQLite and PostgreSQL),
+   against a minimal Flask form app behind the same nginx; and whether a POST's time tells its class
+   (bench/signing.py, bench/timing.py);
 2. count API with a million signatures against a hello-world JSON endpoint;
 3. export of a million signatures to CSV against ``sqlite3 -csv``, and its peak memory at 100,000 rows;
 4. ``mkdocs build`` with 10, 100 and 1,000 generated posts.
@@ -22,7 +24,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,134 +32,68 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench import load  # noqa: E402
-from bench.baseline import create_schema  # noqa: E402
+from bench import load, signing  # noqa: E402
+from bench.servers import GUNICORN, build_site, free_port, gunicorn, petition_cli, service_env  # noqa: E402
 
-# One gunicorn configuration for the service and its baselines: the one deploy/systemd/petition-web.service
-# runs in production, three sync workers behind nginx (which buffers slow clients, as sync workers need).
-GUNICORN = ["--workers", "3", "--worker-class", "sync", "--backlog", "512", "--chdir", str(ROOT)]
 SLUG = "vadim-kuramshin"
 CLIENTS = 16
 LOAD_ROUNDS = 5  # each load run is split into this many turns of the service and its baseline
 EXPORT_ROUNDS = 3  # exports of a million rows and their baseline dumps, in turns
-NO_LIMITS = {"PETITION_SIGN_SOFT_LIMIT": "10000000 per hour", "PETITION_SIGN_HARD_LIMIT": "10000000 per hour"}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(database_url: str, instance: Path, extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
-    env.update({"PETITION_DATABASE_URL": database_url, "PETITION_INSTANCE_PATH": str(instance),
-                "PETITION_SECRET_KEY": "benchmark only", "PETITION_SITE_DIR": str(ROOT / "site"),
-                "PETITION_PETITIONS_DIR": str(ROOT / "docs" / "en" / "petitions"), **(extra or {})})
-    return env
-
-
-def petition_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "petition"), *args], env=env, cwd=ROOT, check=True, capture_output=True,
-                          text=True)
-
-
-@contextmanager
-def gunicorn(app: str, env: dict):
-    port = free_port()
-    process = subprocess.Popen([str(BIN / "gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", app], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn {app} did not start") from None
-                time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
-def rows_with_prefix(database_url: str, table: str, prefix: str) -> int:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database_url)
-    with engine.connect() as connection:
-        number = connection.execute(text(f"SELECT count(*) FROM {table} WHERE email LIKE :p"),
-                                    {"p": prefix + "%"}).scalar()
-    engine.dispose()
-    return number
-
-
-def alternate(mode: str, ours: tuple[int, str], base: tuple[int, str], seconds: float, label: str = "") -> dict:
+def alternate(mode: str, ours: tuple[int, str], base: tuple[int, str], seconds: float) -> dict:
     """Load the service and its baseline in turns, LOAD_ROUNDS times each, so that a drift of the machine
     falls on both alike; the ratio is the median of the rounds' ratios."""
     runs: dict[str, list[load.Result]] = {"ours": [], "base": []}
-    for round_ in range(LOAD_ROUNDS):
+    for _ in range(LOAD_ROUNDS):
         for side, (port, path) in (("ours", ours), ("base", base)):
-            runs[side].append(load.run(mode, port, path, CLIENTS, seconds / LOAD_ROUNDS,
-                                       tag=f"{side}{label}r{round_}c"))
+            runs[side].append(load.run(mode, port, path, CLIENTS, seconds / LOAD_ROUNDS))
     ratios = [o.completed / o.seconds / (b.completed / b.seconds) for o, b in zip(runs["ours"], runs["base"])]
     return {"ours": load.merged(runs["ours"]), "base": load.merged(runs["base"]),
             "ratio": round(statistics.median(ratios), 2), "round_ratios": [round(r, 2) for r in ratios]}
 
 
-def measure_signing(database_url: str, instance: Path, seconds: float, label: str) -> dict:
-    env = service_env(database_url, instance, NO_LIMITS)
-    petition_cli(env, "db", "upgrade")
-    petition_cli(env, "sync")
-    baseline_url = (database_url.replace("/petition_", "/baseline_") if "postgresql" in database_url
-                    else database_url.replace(".sqlite3", "-baseline.sqlite3"))
-    create_schema(baseline_url)
-    with gunicorn("petition:create_app()", env) as ours_port, \
-            gunicorn("bench.baseline:form_app()", {**env, "BASELINE_DATABASE_URL": baseline_url}) as base_port:
-        load.run("sign", ours_port, f"/petitions/{SLUG}/sign", CLIENTS, 2, tag=f"warm{label}")
-        load.run("sign", base_port, "/sign", CLIENTS, 2, tag=f"warmbase{label}")
-        figures = alternate("sign", (ours_port, f"/petitions/{SLUG}/sign"), (base_port, "/sign"), seconds, label)
-    ours, base = figures["ours"], figures["base"]
-    ours_rows = rows_with_prefix(database_url, "signature", f"ours{label}")
-    base_rows = rows_with_prefix(baseline_url, "signature", f"base{label}")
-    return {
-        "engine": label, "clients": CLIENTS,
-        "service": {**ours.summary(), "rows": ours_rows, "rows_match_accepted": ours_rows == len(ours.accepted)},
-        "baseline": {**base.summary(), "rows": base_rows, "rows_match_accepted": base_rows == len(base.accepted)},
-        "ratio": figures["ratio"], "round_ratios": figures["round_ratios"],
-        "targets": {"ratio_at_least": 0.6, "p99_ms_below": 100, "errors": 0},
-    }
-
-
 def seed_million(database: Path, counts: dict[str, int]) -> None:
-    """Confirmed signatures straight into SQLite, as fast as it takes them."""
+    """Confirmed signatures straight into SQLite, as fast as it takes them, in the columns the model has now
+    (a column we do not fill must be nullable or have a fixed default)."""
+    from petition.models import Signature
+
+    table = Signature.__table__
     connection = sqlite3.connect(database)
     ids = dict(connection.execute("SELECT slug, id FROM petition"))
     countries = ["KZ", "KZ", "KZ", "RU", "GB", "DE", "FR", "US", "UA", "KG"]
     start = datetime(2026, 11, 1)
     rng = random.Random(7)
+    makers = {
+        "petition_id": lambda slug, n: ids[slug], "name": lambda slug, n: f"Signer {n} Курамшин",
+        "email": lambda slug, n: f"s{n}@{slug}.example.org",
+        "email_canonical": lambda slug, n: f"s{n}@{slug}.example.org",
+        "country": lambda slug, n: countries[n % 10], "postcode": lambda slug, n: "Astana",
+        "comment": lambda slug, n: "Free Vadim" if n % 7 else "=1+1", "public": lambda slug, n: n % 3 == 0,
+        "updates": lambda slug, n: n % 2 == 0, "status": lambda slug, n: "confirmed",
+        "created_at": lambda slug, n: (start + timedelta(seconds=n * 2)).isoformat(sep=" "),
+        "confirmed_at": lambda slug, n: (start + timedelta(seconds=n * 2 + 60)).isoformat(sep=" "),
+        "nonce": lambda slug, n: f"{rng.getrandbits(64):016x}",
+    }
+    fixed = {}
+    for column in table.columns:
+        if column.name in makers or column.primary_key or column.nullable:
+            continue
+        if column.default is None or not column.default.is_scalar:
+            raise RuntimeError(f"seed_million does not know how to fill signature.{column.name}")
+        fixed[column.name] = column.default.arg
+    columns = [c.name for c in table.columns if c.name in makers] + list(fixed)
+    fill = [makers[name] for name in columns if name in makers]
+    statement = f"INSERT INTO signature ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     for slug, number in counts.items():
-        rows = ((ids[slug], f"Signer {n} Курамшин", f"s{n}@{slug}.example.org", f"s{n}@{slug}.example.org",
-                 countries[n % 10], "Astana", "Free Vadim" if n % 7 else "=1+1", n % 3 == 0, n % 2 == 0,
-                 "confirmed", (start + timedelta(seconds=n * 2)).isoformat(sep=" "),
-                 (start + timedelta(seconds=n * 2 + 60)).isoformat(sep=" "), f"{rng.getrandbits(64):016x}", 1)
-                for n in range(number))
-        connection.executemany(
-            "INSERT INTO signature (petition_id, name, email, email_canonical, country, postcode, comment, public,"
-            " updates, status, created_at, confirmed_at, nonce, mails_sent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows)
+        connection.executemany(statement, (tuple(f(slug, n) for f in fill) + tuple(fixed.values())
+                                           for n in range(number)))
     connection.commit()
     connection.close()
 
 
-def measure_count_api(database_url: str, instance: Path, seconds: float) -> dict:
-    env = service_env(database_url, instance)
+def measure_count_api(database_url: str, instance: Path, seconds: float, site: Path) -> dict:
+    env = service_env(database_url, instance, site=site)
     with gunicorn("petition:create_app()", env) as ours_port, gunicorn("bench.baseline:hello_app()", env) as base_port:
         load.run("get", ours_port, f"/api/petitions/{SLUG}", CLIENTS, 2)
         load.run("get", base_port, "/hello", CLIENTS, 2)
@@ -236,41 +171,71 @@ def measure_site(counts: list[int], workdir: Path) -> dict:
             "time_ratio_most_to_fewest_posts": round(figures[str(counts[-1])] / figures[str(counts[0])], 1)}
 
 
+def measure_signing_and_timing(work: Path, site: Path, seconds: float, samples: int, load: bool,
+                               with_sender: bool) -> dict:
+    """Both engines, each in its own run of bench/signing.py (timing first, then the load)."""
+    import pg_cluster
+
+    figures: dict = {"signing": [], "timing": []}
+
+    def add(result: tuple) -> None:
+        if result[0] is not None:
+            figures["signing"].append(result[0])
+        figures["timing"].append(result[1])
+
+    add(signing.measure("sqlite", f"sqlite:///{work / 'sign.sqlite3'}",
+                        f"sqlite:///{work / 'sign-baseline.sqlite3'}", work, site, SLUG, seconds, samples, load,
+                        with_sender))
+    with pg_cluster.running(free_port(), "petition_bench") as url:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)[0]
+                             + "/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE baseline_bench")
+        add(signing.measure("postgresql", url, url.replace("/petition_bench", "/baseline_bench"), work, site,
+                            SLUG, seconds, samples, load, with_sender))
+    return {key: value for key, value in figures.items() if value}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30,
-                        help="Length of each load run, split into turns of the service and its baseline.")
+                        help="Length of each load run, split into turns of the service and its baseline "
+                             "(10 is enough for a quick check of signing).")
     parser.add_argument("--rows", type=int, default=1_000_000, help="Signatures for the count and export runs.")
-    parser.add_argument("--only", choices=["signing", "count", "export", "site"], action="append")
+    parser.add_argument("--samples", type=int, default=200, help="POSTs of each class in the timing run.")
+    parser.add_argument("--only", choices=["signing", "timing", "count", "export", "site"], action="append",
+                        help="Run only these (repeatable); 'signing' includes the timing run, 'timing' is it "
+                             "alone. The sections not run are kept from the results file.")
+    parser.add_argument("--no-mail-sender", action="store_true",
+                        help="Signing without `petition send-mail --loop` beside the service (it runs by "
+                             "default, as in production): the sign form's POST alone.")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
     only = set(options.only or ["signing", "count", "export", "site"])
     if shutil.which("sqlite3") is None or not Path("/usr/bin/time").exists():
         print("bench needs Debian's sqlite3 and time: apt-get install sqlite3 time", file=sys.stderr)
         return 2
-    if not (ROOT / "site" / "service-shell" / "index.html").exists():
-        subprocess.run([str(BIN / "mkdocs"), "build", "-q"], cwd=ROOT, check=True,
-                       env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    summary: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-                     "when": datetime.now().isoformat(timespec="seconds"), "gunicorn": " ".join(GUNICORN[:6])}
+    if only & {"signing", "timing"} and not all(Path(p).exists() or shutil.which(Path(p).name)
+                                                 for p in ("/usr/bin/wrk", "/usr/sbin/nginx")):
+        print("signing needs Debian's wrk and nginx: apt-get install wrk nginx", file=sys.stderr)
+        return 2
+    summary: dict = {}
+    if options.only and options.output.exists():
+        summary = json.loads(options.output.read_text())
+    summary.update({"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+                    "when": datetime.now().isoformat(timespec="seconds"), "gunicorn": " ".join(GUNICORN[:6])})
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="petition-bench-") as folder:
         work = Path(folder)
-        if "signing" in only:
-            import pg_cluster
-
-            summary["signing"] = [measure_signing(f"sqlite:///{work / 'sign.sqlite3'}", work / "i1",
-                                                  options.seconds, "sqlite")]
-            with pg_cluster.running(free_port(), "petition_bench") as url:
-                import psycopg
-
-                with psycopg.connect(url.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)[0]
-                                     + "/postgres", autocommit=True) as conn:
-                    conn.execute("CREATE DATABASE baseline_bench")
-                summary["signing"].append(measure_signing(url, work / "i2", options.seconds, "postgresql"))
+        site = build_site(work / "site")
+        if only & {"signing", "timing"}:
+            summary.update(measure_signing_and_timing(work, site, options.seconds, options.samples,
+                                                      load="signing" in only,
+                                                      with_sender=not options.no_mail_sender))
         if only & {"count", "export"}:
             database = work / "million.sqlite3"
-            env = service_env(f"sqlite:///{database}", work / "i3")
+            env = service_env(f"sqlite:///{database}", work / "i3", site=site)
             petitions = ROOT / "docs/en/petitions"
             extra = work / "petitions"
             shutil.copytree(petitions, extra)
@@ -281,7 +246,8 @@ def main() -> int:
             petition_cli(env, "sync")
             seed_million(database, {SLUG: options.rows, "small": options.rows // 10})
             if "count" in only:
-                summary["count_api"] = measure_count_api(f"sqlite:///{database}", work / "i3", options.seconds)
+                summary["count_api"] = measure_count_api(f"sqlite:///{database}", work / "i3", options.seconds,
+                                                         site)
             if "export" in only:
                 summary["export"] = measure_export(database, env, work)
         if "site" in only:

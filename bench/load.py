@@ -1,30 +1,22 @@
-"""A bounded load generator on loopback: N clients, each on its own keep-alive connection, for a fixed time.
-
-``sign`` clients behave as a signer's browser does: GET the sign page, read its CSRF token and session
-cookie, POST the form, expect 303. ``get`` clients fetch one URL again and again. Every request is timed.
-Load only ever goes to 127.0.0.1 and stops by itself.
+"""A bounded load generator on loopback: N clients, each on its own keep-alive connection, for a fixed time,
+each fetching one URL again and again (signers are played by wrk: see bench/signing.py). Every request is
+timed. Load only ever goes to 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
 
 import http.client
-import re
-from http.cookies import SimpleCookie
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
-
-TOKEN = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 @dataclass
 class Result:
     seconds: float = 0.0
-    completed: int = 0  # signers (sign) or responses (get) that succeeded
+    completed: int = 0  # responses that succeeded
     errors: int = 0
     latencies: list[float] = field(default_factory=list)  # every request, in seconds
-    accepted: list[str] = field(default_factory=list)  # e-mail addresses that got their 303
     first_errors: list[str] = field(default_factory=list)  # what went wrong, the first few times
 
     def summary(self) -> dict:
@@ -37,45 +29,6 @@ class Result:
                 "first_errors": self.first_errors,
                 "per_second": round(self.completed / self.seconds, 1) if self.seconds else 0.0,
                 "requests": len(ordered), "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
-
-
-def _sign_loop(port: int, path: str, stop: float, prefix: str, result: Result, lock: threading.Lock) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    n = 0
-    while time.monotonic() < stop:
-        n += 1
-        email = f"{prefix}-{n}@example.org"
-        try:
-            started = time.perf_counter()
-            connection.request("GET", path)
-            response = connection.getresponse()
-            page = response.read()
-            got = time.perf_counter()
-            jar = SimpleCookie()
-            for header in response.headers.get_all("Set-Cookie") or []:
-                jar.load(header)
-            cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items() if morsel.value)
-            token = TOKEN.search(page)
-            if response.status != 200 or not token:
-                raise RuntimeError(f"GET {response.status}")
-            body = urllib.parse.urlencode({"csrf_token": token.group(1).decode(), "name": "Load Test Signer",
-                                           "email": email, "country": "KZ"})
-            connection.request("POST", path, body=body, headers={
-                "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
-            response = connection.getresponse()
-            response.read()
-            done = time.perf_counter()
-            if response.status != 303:
-                raise RuntimeError(f"POST {response.status}")
-            with lock:
-                result.latencies += [got - started, done - got]
-                result.completed += 1
-                result.accepted.append(email)
-        except Exception as error:
-            _failed(result, lock, error)
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.close()
 
 
 def _failed(result: Result, lock: threading.Lock, error: Exception) -> None:
@@ -114,19 +67,16 @@ def merged(results: list[Result]) -> Result:
         total.completed += result.completed
         total.errors += result.errors
         total.latencies += result.latencies
-        total.accepted += result.accepted
         total.first_errors += result.first_errors[:3 - len(total.first_errors)]
     return total
 
 
-def run(mode: str, port: int, path: str, clients: int = 16, seconds: float = 15.0, tag: str = "load") -> Result:
+def run(mode: str, port: int, path: str, clients: int = 16, seconds: float = 15.0) -> Result:
+    if mode != "get":
+        raise ValueError(f"unknown mode {mode!r}: signers are bench/signing.py's")
     result, lock = Result(), threading.Lock()
     stop = time.monotonic() + seconds
-    if mode == "sign":
-        targets = [(_sign_loop, (port, path, stop, f"{tag}{i}", result, lock)) for i in range(clients)]
-    else:
-        targets = [(_get_loop, (port, path, stop, result, lock)) for _ in range(clients)]
-    threads = [threading.Thread(target=fn, args=args) for fn, args in targets]
+    threads = [threading.Thread(target=_get_loop, args=(port, path, stop, result, lock)) for _ in range(clients)]
     started = time.monotonic()
     for thread in threads:
         thread.start()
