@@ -112,9 +112,7 @@ def compose(item: OutboxMessage) -> tuple[EmailMessage, dict[str, str]]:
     config = current_app.config
     submission, signature = item.submission, item.signature
     if submission is not None and signature is None:  # a repeat: the signature already stored, if any
-        signature = db.session.scalar(select(Signature).where(
-            Signature.petition_id == submission.petition_id,
-            Signature.email_canonical == submission.email_canonical))
+        signature = Signature.of_address(submission.petition_id, submission.email_canonical)
     petition = (submission or signature).petition  # type: ignore[union-attr]
     links = {"petition": config["BASE_URL"] + sign_page(petition.slug)}
     if submission is not None:

@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -129,6 +129,12 @@ class Signature(db.Model):
     purged_at: Mapped[datetime | None]
 
     petition: Mapped[Petition] = relationship()
+
+    @classmethod
+    def of_address(cls, petition_id: int, email_canonical: str) -> Signature | None:
+        """The signature a mailbox has on a petition, if it has signed."""
+        return db.session.scalar(select(cls).where(cls.petition_id == petition_id,
+                                                   cls.email_canonical == email_canonical))
 
 
 class OutboxMessage(db.Model):

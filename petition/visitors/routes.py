@@ -5,14 +5,12 @@ no cookie. Each POST ends in a redirect (post/redirect/get), so a reload never r
 from __future__ import annotations
 
 from flask import current_app, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from .. import abuse, counts, intake, signing, tokens
 from ..catalogue import petition_or_404
-from ..extensions import db
 from ..layout import wants_fragment
-from ..paths import sign_page, sign_path, thanks_page
 from ..models import Petition, Signature
+from ..paths import sign_page, sign_path, thanks_page
 from . import bp
 from .forms import COUNTRY_NAMES, SignForm
 
@@ -89,14 +87,9 @@ def confirm(slug: str, token: str):
     if request.method == "POST":
         signing.confirm(submission)
         return redirect(url_for(".confirmed", slug=slug), code=303)
-    existing = db_signature(submission.petition_id, submission.email_canonical)
-    return render_template("confirm.html", petition=petition, submission=submission, replaces=existing,
-                           sign_page=sign_page(slug), country_name=COUNTRY_NAMES.get(submission.country, submission.country))
-
-
-def db_signature(petition_id: int, email_canonical: str) -> Signature | None:
-    return db.session.scalar(select(Signature).where(Signature.petition_id == petition_id,
-                                                     Signature.email_canonical == email_canonical))
+    return render_template("confirm.html", petition=petition, submission=submission, sign_page=sign_page(slug),
+                           replaces=Signature.of_address(submission.petition_id, submission.email_canonical),
+                           country_name=COUNTRY_NAMES.get(submission.country, submission.country))
 
 
 @bp.get("/petitions/<slug>/confirmed")
