@@ -518,3 +518,26 @@ def test_a_signer_list_streams_in_constant_memory(app):
         (small_size, small_peak), (large_size, large_peak) = peak(small), peak(large)
     assert large_size > 9 * small_size  # ten times the rows really went out
     assert large_peak < small_peak * 1.5 + 256 * 1024, (small_peak, large_peak)
+
+
+def test_find_shows_and_erases_unconfirmed_submissions(app, office, mailbox):
+    """Someone who signed and never confirmed asks what we hold: their submissions are found by address (the
+    address posted, never in a URL) and erased on every petition, with their e-mails; nobody else's."""
+    name, email, _ = PENDING
+    signer = app.test_client()
+    assert submit(signer, email=email.capitalize(), name="Sent Twice").status_code == 303
+    run_sender(app, mailbox)
+    found = action(office, "/organisers/signatures", email=email).get_data(as_text=True)
+    assert "0 signatures found" in found and "2 unconfirmed submissions found" in found
+    assert name in found and "Sent Twice" in found
+    erased = action(office, "/organisers/submissions/erase", email=f" {email} ")
+    assert erased.status_code == 303 and erased.headers["Location"] == "/organisers/signatures"
+    assert "pending" not in erased.headers["Location"]  # the address never goes into a URL
+    with app.app_context():
+        assert db.session.scalars(select(Submission)).all() == []
+        assert db.session.scalars(select(OutboxMessage).where(OutboxMessage.submission_id.is_not(None))).all() == []
+        assert db.session.scalar(select(db.func.count()).select_from(Signature)) == len(SIGNERS)  # untouched
+    assert signer.get(links_in(mailbox.to(email.capitalize())[0])["confirm"]).status_code == 404
+    assert "2 unconfirmed submissions erased" in office.get("/organisers/signatures").get_data(as_text=True)
+    refused = office.post("/organisers/submissions/erase", data={"email": email})  # no CSRF token
+    assert refused.status_code == 400

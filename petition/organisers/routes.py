@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import (Response, abort, flash, jsonify, redirect, render_template, request, stream_template,
                    stream_with_context, url_for)
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .. import accounts, catalogue, charts, counts, emails, exports, mail, signing
 from ..catalogue import petition_or_404
 from ..countries import name as country_name
 from ..extensions import db, limiter, login_manager
-from ..models import CONFIRMED, HELD, ExportLog, Organiser, Petition, Signature, utcnow
+from ..models import CONFIRMED, HELD, ExportLog, Organiser, Petition, Signature, Submission, utcnow
 from . import bp
 from .forms import ActionForm, ExportForm, FindForm, LoginForm
 
@@ -162,19 +162,39 @@ def report(slug: str):
 
 @bp.route("/signatures", methods=["GET", "POST"])
 def find():
-    """Answer a signer's request: find their signatures by e-mail, to withdraw or erase them."""
+    """Answer a signer's request: find their signatures, and the submissions nobody has confirmed yet, by
+    e-mail, to erase them."""
     form = FindForm()
-    found = None
+    found = waiting = None
     if form.validate_on_submit():
-        try:
-            canonical = emails.canonical(form.email.data)
-        except emails.InvalidEmail as error:
-            form.email.errors.append(str(error))
-        else:
+        canonical = _canonical(form)
+        if canonical is not None:
             found = db.session.scalars(select(Signature).where(Signature.email_canonical == canonical)
                                        .order_by(Signature.id)).all()
-    return render_template("organisers/find.html", form=form, found=found, action=ActionForm(),
+            waiting = db.session.scalars(select(Submission).where(Submission.email_canonical == canonical)
+                                         .order_by(Submission.id)).all()
+    return render_template("organisers/find.html", form=form, found=found, waiting=waiting, action=ActionForm(),
                            country_name=country_name)
+
+
+@bp.post("/submissions/erase")
+def erase_submissions():
+    """Erase every unconfirmed submission of one address (posted, never in a URL), on every petition."""
+    form = FindForm()
+    canonical = _canonical(form) if form.validate_on_submit() else None
+    if canonical is not None:
+        erased = db.session.execute(delete(Submission).where(Submission.email_canonical == canonical)).rowcount
+        db.session.commit()
+        flash(f"{erased} unconfirmed submission{'' if erased == 1 else 's'} erased, with their e-mails.")
+    return redirect(url_for(".find"), code=303)
+
+
+def _canonical(form: FindForm) -> str | None:
+    try:
+        return emails.canonical(form.email.data)
+    except emails.InvalidEmail as error:
+        form.email.errors.append(str(error))
+        return None
 
 
 def _signature(signature_id: int) -> Signature:
