@@ -17,19 +17,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-STAMP = VENV / ".installed"
+EXTRAS = ("site", "test")
 
 
-def install() -> None:
+def install(extras: tuple[str, ...] = EXTRAS) -> None:
     if not (BIN / "python").exists():
         print("Creating .venv ...", flush=True)
         venv.create(VENV, with_pip=True)
-    if STAMP.exists() and STAMP.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime:
+    stamp = VENV / f".installed-{'-'.join(extras)}"
+    if stamp.exists() and stamp.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime:
         return
     print("Installing the project and its dependencies into .venv ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["install", "-e", f"{ROOT}[site,test]"], check=True)
-    STAMP.touch()
+    subprocess.run(pip + ["install", "-e", f"{ROOT}[{','.join(extras)}]"], check=True)
+    stamp.touch()
 
 
 def install_browser_tools() -> None:
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("run", "test", "bench"):
         print(__doc__.strip())
         return 2
-    install()
+    install(EXTRAS + ("bench",) if argv[0] == "bench" else EXTRAS)  # scipy only for the benchmarks
     os.chdir(ROOT)
     if argv[0] == "bench":
         return subprocess.call([str(BIN / "python"), str(ROOT / "bench" / "benchmarks.py")] + argv[1:])

@@ -1,6 +1,6 @@
-"""The Mann-Whitney z of bench/timing.py, against values from scipy.stats.mannwhitneyu (two-sided,
-asymptotic, no continuity correction) and against its definition by pairs.
-Run: .venv/bin/python -m pytest bench/test_timing.py"""
+"""The Mann-Whitney z of bench/timing.py: its sign and size, against values worked out by hand from the
+normal approximation with the tie correction, and against the definition of U by pairs.
+Run: .venv/bin/python -m pytest bench/test_timing.py (after python3 tasks.py bench has installed scipy)."""
 
 import math
 import random
