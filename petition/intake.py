@@ -25,7 +25,7 @@ from .models import OutboxMessage, Petition, Signature, Submission, utcnow
 # atomic by itself, so the write is one round trip, with no BEGIN and COMMIT around it.
 AUTOCOMMIT = "autocommit"
 NEW_SUBMISSION = insert(Submission)
-BATCH = 200
+BATCH = 50  # a batch holds SQLite's writers' queue while it is decided: keep it short
 
 
 @dataclass(frozen=True)
