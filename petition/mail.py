@@ -210,16 +210,6 @@ def _deliver(app: Flask, transport: Transport, item: OutboxMessage) -> None:
             log.warning("confirmation link for a new signature: %s", links["confirm"])
 
 
-def deliver_all(transport: Transport | None = None) -> tuple[int, int]:
-    """``deliver_due`` batch after batch until the outbox holds nothing due; return the totals."""
-    total_sent = total_failed = 0
-    while True:
-        sent, failed = deliver_due(transport)
-        total_sent, total_failed = total_sent + sent, total_failed + failed
-        if sent + failed < BATCH:  # failed rows wait for their back-off, so this ends
-            return total_sent, total_failed
-
-
 def given_up(petition_id: int, limit: int = 50) -> list[OutboxMessage]:
     """For organisers: the latest e-mails about a petition that the sender gave up on."""
     about = func.coalesce(Submission.petition_id, Signature.petition_id)

@@ -427,7 +427,7 @@ def test_a_backlog_larger_than_one_batch_is_sent_whole(app, tmp_path):
             db.session.add(OutboxMessage(submission_id=submission.id, kind=mail.CONFIRM))
         db.session.commit()
         transport = mail.FileTransport(tmp_path / "eml")
-        assert mail.deliver_all(transport) == (backlog, 0)
+        assert sender.run_once(transport) == (backlog, 0)
     assert len(list((tmp_path / "eml").glob("*.eml"))) == backlog
 
 
