@@ -16,6 +16,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
+def new_token() -> str:
+    """A link's token: 128 random bits, nothing else (no id, no date)."""
+    return secrets.token_urlsafe(16)
+
+
 CONFIRMED = "confirmed"  # counted
 HELD = "held"  # confirmed by its owner, sent from a flooding address: counted once an organiser accepts it
 PENDING = "pending"  # in the organisers' counts only: submissions that nobody has confirmed yet
@@ -71,6 +76,7 @@ class Submission(db.Model):
         Index("ix_submission_signer", "petition_id", "email_canonical"),
         # The e-mail cap: messages sent to one mailbox about one petition lately.
         Index("ix_submission_mailbox", "petition_id", "mailbox", "mailed_at"),
+        UniqueConstraint("nonce", name="uq_submission_nonce"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -87,7 +93,8 @@ class Submission(db.Model):
     # Over the soft limit or a bot's: still mailed; once confirmed, held for an organiser's review.
     held: Mapped[bool] = mapped_column(default=False)
     ip_hash: Mapped[str | None] = mapped_column(String(32))
-    nonce: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(8))
+    # The token of its confirmation link, and the only way to reach it from one.
+    nonce: Mapped[str] = mapped_column(String(32), default=new_token)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
     mailed_at: Mapped[datetime | None]  # when its e-mail was queued; None: none was (the cap, or closed)
@@ -106,6 +113,7 @@ class Signature(db.Model):
         Index("ix_signature_counting", "petition_id", "status", "country"),
         # Serves the signer list in the order people signed, without sorting a million rows first.
         Index("ix_signature_list", "petition_id", "id"),
+        UniqueConstraint("nonce", name="uq_signature_nonce"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,8 +129,8 @@ class Signature(db.Model):
     status: Mapped[str] = mapped_column(String(10), default=CONFIRMED)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)  # when the confirmed submission was sent
     confirmed_at: Mapped[datetime | None]
-    # Part of every link token: a link stays bound to this row even if a withdrawn row's id is reused.
-    nonce: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(8))
+    # The token of its 'manage' link: a link stays bound to this row even if a withdrawn row's id is reused.
+    nonce: Mapped[str] = mapped_column(String(32), default=new_token)
     # The sender's address, only as a keyed hash: enough to see a flood, useless to identify anyone.
     ip_hash: Mapped[str | None] = mapped_column(String(32))
     # Set by `petition purge`: personal data erased, country and dates kept for the counts.
@@ -170,6 +178,8 @@ class Organiser(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Part of every session of this organiser: a new one ends them all (logout, new password, disabled).
+    session_key: Mapped[str] = mapped_column(String(32), default=lambda: secrets.token_hex(16))
 
     @property
     def is_active(self) -> bool:  # Flask-Login: a disabled organiser is logged out at the next request
@@ -191,3 +201,29 @@ class ExportLog(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     petition: Mapped[Petition] = relationship()
+
+
+class AuditRecord(db.Model):
+    """Care work that touches signers: who viewed the delivery report, looked a signer up, erased, accepted or
+    discarded, and when. Never the address looked up, nor any signer's data."""
+
+    __tablename__ = "audit_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(300))  # an organiser's e-mail, or "command line (user)"
+    action: Mapped[str] = mapped_column(String(30))
+    petition_id: Mapped[int | None] = mapped_column(ForeignKey("petition.id", ondelete="CASCADE"), index=True)
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    petition: Mapped[Petition | None] = relationship()
+
+
+class CompactionDue(db.Model):
+    """Written in the same transaction as an erasure: the database's files still hold what was erased until
+    ``erasure.compact`` has rewritten them."""
+
+    __tablename__ = "compaction_due"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

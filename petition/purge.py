@@ -57,7 +57,8 @@ def purge(retention_days: int, today: date | None = None, dry_run: bool = False)
         result = db.session.execute(
             update(Signature).where(remaining).values(
                 name="", email="", email_canonical=literal("purged-") + cast(Signature.id, String),
-                postcode="", comment="", public=False, updates=False, ip_hash=None, nonce="purged",
+                postcode="", comment="", public=False, updates=False, ip_hash=None,
+                nonce=literal("purged-") + cast(Signature.id, String),
                 purged_at=utcnow()))
         db.session.commit()
         report[petition.slug] = result.rowcount

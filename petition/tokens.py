@@ -1,22 +1,28 @@
-"""Signed, expiring tokens for the links in e-mails.
+"""The tokens in e-mail links.
 
-A confirmation token names a submission, a 'manage' token a signature, each by id and by its random nonce,
-so it carries no personal data, cannot be forged without the secret key, and stops working when its row is
-gone (confirmed, replaced or withdrawn).
+A link's token is its row's ``nonce``: 128 random bits and nothing else, so it tells nothing (no id, no
+date) and cannot be guessed. A confirmation token names a submission, a 'manage' token a signature; each
+stops working when its row is gone (confirmed, replaced or withdrawn) or its time is up.
+
+Links sent before tokens were opaque carry the row's id and nonce signed with the secret key; they are still
+read until they expire.
 """
 
 from __future__ import annotations
 
 import hmac
+from datetime import timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
 
 from .extensions import db
-from .models import Signature, Submission
+from .models import Signature, Submission, utcnow
 
 CONFIRM = "confirm"
 MANAGE = "manage"
+ROWS = {CONFIRM: Submission, MANAGE: Signature}
 
 
 class TokenError(Exception):
@@ -27,15 +33,8 @@ class TokenError(Exception):
         super().__init__("expired" if expired else "invalid")
 
 
-def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"petition-{purpose}")
-
-
-ROWS = {CONFIRM: Submission, MANAGE: Signature}
-
-
 def make(row: Submission | Signature, purpose: str) -> str:
-    return _serializer(purpose).dumps([row.id, row.nonce])
+    return row.nonce
 
 
 def max_age(purpose: str) -> int:
@@ -43,10 +42,32 @@ def max_age(purpose: str) -> int:
     return days * 86400
 
 
+def _issued(row: Submission | Signature):
+    """When the row's link was first sent: a submission's when it came, a signature's when first confirmed
+    (a later confirmation replaces its answers, not its place in the counts nor its link)."""
+    if isinstance(row, Signature):
+        return row.confirmed_at or row.created_at
+    return row.created_at
+
+
 def load(token: str, purpose: str):
     """The submission (CONFIRM) or signature (MANAGE) a token names, or ``TokenError``."""
+    if "." in token:
+        return _load_signed(token, purpose)
+    model = ROWS[purpose]
+    row = db.session.scalar(select(model).where(model.nonce == token)) if 16 <= len(token) <= 32 else None
+    if row is None:
+        raise TokenError()
+    if utcnow() - _issued(row) > timedelta(seconds=max_age(purpose)):
+        raise TokenError(expired=True)
+    return row
+
+
+def _load_signed(token: str, purpose: str):
+    """A link sent before tokens were opaque: ``[id, nonce]``, signed and timed by itsdangerous."""
+    serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"petition-{purpose}")
     try:
-        row_id, nonce = _serializer(purpose).loads(token, max_age=max_age(purpose))
+        row_id, nonce = serializer.loads(token, max_age=max_age(purpose))
     except SignatureExpired:
         raise TokenError(expired=True) from None
     except (BadSignature, ValueError, TypeError):
