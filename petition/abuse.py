@@ -10,8 +10,6 @@ takes tells nothing. Addresses are kept only as keyed hashes.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from functools import lru_cache
 
@@ -19,25 +17,15 @@ from flask import abort, current_app
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse, parse_many
 
+from . import hashing
 from .extensions import limiter
 
 HONEYPOT = "website"
 
 
-def sender() -> str:
-    """The sender's address (the client's, as the trusted proxy saw it)."""
-    return get_remote_address() or "unknown"
-
-
-@lru_cache(maxsize=4)
-def _hash_key(secret: str) -> bytes:
-    """Derived once per secret, not on every signature."""
-    return hmac.new(secret.encode(), b"petition ip hash", hashlib.sha256).digest()
-
-
 def ip_hash(address: str | None = None) -> str:
-    key = _hash_key(current_app.config["SECRET_KEY"])
-    return hmac.new(key, (address or sender()).encode(), hashlib.sha256).hexdigest()[:32]
+    """The keyed hash of ``address``, by default the client's (as the trusted proxy saw it)."""
+    return hashing.keyed(address or get_remote_address() or "unknown")
 
 
 @lru_cache(maxsize=8)
@@ -51,8 +39,9 @@ def refuse_over_hard_limit(slug: str) -> None:
     Checked here, in the signing view, rather than by a Flask-Limiter decorator: the decorator evaluates
     its limits on every GET of the sign page too, the page each signer loads first."""
     item = _limit(current_app.config["SIGN_HARD_LIMIT"])
-    if not limiter.limiter.hit(item, "sign-hard", sender(), slug):
-        reset = limiter.limiter.get_window_stats(item, "sign-hard", sender(), slug).reset_time
+    client = ip_hash()  # never the plain address: the store's keys would say who posted to which petition
+    if not limiter.limiter.hit(item, "sign-hard", client, slug):
+        reset = limiter.limiter.get_window_stats(item, "sign-hard", client, slug).reset_time
         abort(429, retry_after=max(1, int(reset - time.time()) + 1))
 
 
@@ -63,7 +52,8 @@ def _limits(text: str) -> tuple[RateLimitItem, ...]:
 
 def over_soft_limit(slug: str) -> bool:
     """Count this submission in every window of the soft limit; True if the sender has passed any."""
-    hits = [limiter.limiter.hit(item, "sign-soft", sender(), slug)
+    client = ip_hash()
+    hits = [limiter.limiter.hit(item, "sign-soft", client, slug)
             for item in _limits(current_app.config["SIGN_SOFT_LIMIT"])]  # all of them, always
     return not all(hits)
 

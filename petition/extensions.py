@@ -7,7 +7,6 @@ from pathlib import Path
 
 from flask import Flask
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -15,6 +14,8 @@ from limits.storage import MemoryStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+
+from . import hashing
 
 
 class Base(DeclarativeBase):
@@ -70,7 +71,8 @@ class ThreadSafeMemoryStorage(MemoryStorage):
 
 
 # Limits are declared where they apply (login, and later signing); storage is set by the app factory.
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+# Counted by the keyed hash of the client's address, never the address itself.
+limiter = Limiter(key_func=hashing.client, default_limits=[])
 
 
 @event.listens_for(Engine, "connect")

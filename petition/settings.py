@@ -81,6 +81,13 @@ SETTINGS: tuple[Setting, ...] = (
             "The window of the e-mail cap: after it, a signer who got no link can sign again and get one."),
     Setting("PETITION_RETENTION_DAYS", "RETENTION_DAYS", 180, _positive_int,
             "`petition purge` anonymises signatures this many days after their petition closed."),
+    Setting("PETITION_IP_HASH_DAYS", "IP_HASH_DAYS", 7, _positive_int,
+            "Days the keyed hash of a sender's address is kept with a submission or signature (for abuse "
+            "review); `petition purge` then erases it, and replaces the instance's hash key as often."),
+    Setting("PETITION_HASH_KEY", "HASH_KEY", None, str,
+            "Key of the hashes of client addresses (rate limits, abuse review). Default: a random key in "
+            "`<instance>/hash_key`, replaced by `petition purge` every `PETITION_IP_HASH_DAYS`. Set it when "
+            "several hosts serve; not derived from the secret key."),
     Setting("PETITION_RATELIMIT_STORAGE_URL", "RATELIMIT_STORAGE_URI", "memory://", str,
             "Where rate limits are counted: `memory://` for one process, `redis://host:6379` when several "
             "processes or hosts serve."),

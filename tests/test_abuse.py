@@ -3,7 +3,9 @@ honeypot, limits shared in Redis, keyed address hashes, headers."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import shutil
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import limits
 import pytest
 from sqlalchemy import select
 
-from petition import abuse, accounts, create_app, pages
+from petition import abuse, accounts, create_app, hashing, pages
 from petition.emails import PLUS_TAG_DOMAINS
 from petition.extensions import db
 from petition.models import CONFIRMED, HELD, Signature, Submission
@@ -320,7 +322,14 @@ def test_addresses_are_stored_only_as_keyed_hashes(app, mailbox):
             for values in db.session.execute(select(table)):
                 assert not any("203.0.113.7" in str(value) for value in values), table.name
         app.config["SECRET_KEY"] = "another key"
-        assert abuse.ip_hash("203.0.113.7") != stored[0].ip_hash  # keyed: useless without the secret
+        assert abuse.ip_hash("203.0.113.7") == stored[0].ip_hash  # not derived from the secret key
+        key_file = Path(app.instance_path) / hashing.KEY_FILE
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert not hashing.rotate(max_age_days=1)  # young: kept
+        week_ago = time.time() - 7 * 86400
+        os.utime(key_file, (week_ago, week_ago))
+        assert hashing.rotate(max_age_days=7)
+        assert abuse.ip_hash("203.0.113.7") != stored[0].ip_hash  # keyed: useless once the key is replaced
 
 
 def test_security_headers_on_every_service_page(app, client):
