@@ -40,6 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    options.setdefault("hide_parameters", True)  # a database error's text must not quote a signer's answers
     if uri.startswith("sqlite"):
         options.setdefault("connect_args", {}).setdefault("timeout", 30)  # seconds a writer waits its turn
     # A sign form's POST writes one row, atomic by itself, on connections that are in autocommit from the

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from . import accounts, catalogue, embedded, exports, sender
+from . import accounts, catalogue, embedded, exports, logs, sender
 from .catalogue import petition_or_404
 from .declarations import DeclarationError
 from .extensions import init_migrations
@@ -64,7 +63,7 @@ def sync() -> None:
 def send_mail(loop: bool, interval: float) -> None:
     """Decide new submissions and deliver the e-mails waiting in the outbox, retrying failed ones with
     back-off."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     while True:
         sent, failed = sender.run_once()
         if not loop:
@@ -83,7 +82,7 @@ def serve(host: str, port: int, threads: int) -> None:
     import waitress
     from flask_migrate import upgrade
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not os.environ.get("PETITION_BASE_URL"):  # links in e-mails must reach this server
         app.config["BASE_URL"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -244,7 +243,7 @@ def purge(dry_run: bool) -> None:
     delete submissions whose confirmation link has expired."""
     from . import purge as purging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     expired = purging.expired_submissions(current_app.config["CONFIRM_DAYS"], dry_run=dry_run)
     click.echo(f"{expired} unconfirmed submissions with expired links {'would be ' if dry_run else ''}deleted")
     days = current_app.config["RETENTION_DAYS"]

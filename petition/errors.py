@@ -69,7 +69,9 @@ def _http_error(error: HTTPException):
 
 def _database_unavailable(error: Exception):
     """Busy, locked or briefly unreachable: a 503 that says when to come back, never a trace."""
-    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(error).__name__)
+    # The endpoint, never the path: a link's path carries its token.
+    log.warning("database unavailable: %s %s answered 503 (%s)", request.method, request.endpoint,
+                type(error).__name__)
     try:
         db.session.rollback()
     except Exception:  # the connection itself may be gone
@@ -82,7 +84,7 @@ def _database_unavailable(error: Exception):
 def _unexpected_error(error: Exception):
     if isinstance(error, HTTPException):  # pragma: no cover - routed to _http_error first
         return _http_error(error)
-    log.exception("unexpected error on %s %s", request.method, request.path)
+    log.error("unexpected error: %s %s answered 500", request.method, request.endpoint, exc_info=error)
     return _render(500, InternalServerError().name,
                    "Something went wrong on our side. Please try again in a moment.")
 

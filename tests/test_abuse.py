@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ from petition.emails import PLUS_TAG_DOMAINS
 from petition.extensions import db
 from petition.models import CONFIRMED, HELD, Signature, Submission
 
-from conftest import SAME_ORIGIN, answers_in, csrf_token, free_port, links_in, need, run_sender, submit
+from conftest import SAME_ORIGIN, answers_in, csrf_token, links_in, run_sender, submit
 
 SIGN = "/petitions/vadim-kuramshin/sign"
 COUNT = "/api/petitions/vadim-kuramshin"
@@ -372,31 +370,6 @@ def test_security_headers_are_added_once_and_never_over_a_views_own(app, client)
     failed = client.get("/crash")
     assert failed.status_code == 500 and failed.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in failed.headers["Content-Security-Policy"]
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        need("Redis (Debian package redis-server)")
-    port = free_port()
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                               "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_limits_are_shared_between_processes_through_redis(app, redis_url):

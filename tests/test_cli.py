@@ -95,6 +95,8 @@ def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path
     env["PETITION_PETITIONS_DIR"] = str(SHIPPED_PETITIONS)
     env["PETITION_COUNT_CACHE_SECONDS"] = "0"
     env["PETITION_SITE_DIR"] = str(built_site)
+    env["PETITION_TRUSTED_PROXIES"] = "1"  # so that the client has an address of its own, not loopback's
+    client = {"X-Forwarded-For": "203.0.113.77"}
     server = subprocess.Popen([str(PETITION), "serve", "--port", str(port)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -108,7 +110,7 @@ def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path
         assert browser.request("/api/petitions/vadim-kuramshin")[2].count('"signature_count":0') == 1
 
         status, headers, _ = browser.request("/petitions/vadim-kuramshin/sign", {
-            "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"})
+            "name": "Ekaterina", "email": "ekaterina@example.org", "country": "KZ"}, client)
         assert status == 303 and headers["Location"] == "/petitions/vadim-kuramshin/thanks/"
         assert browser.request(headers["Location"])[0] == 200
 
@@ -119,9 +121,9 @@ def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path
         text = message.get_body(preferencelist=("plain",)).get_content()
         confirm = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/confirm/\S+)", text).group(1)
 
-        status, _, page = browser.request(confirm)
+        status, _, page = browser.request(confirm, headers=client)
         assert status == 200 and "Ekaterina" in page
-        status, headers, _ = browser.request(confirm, {})
+        status, headers, _ = browser.request(confirm, {}, client)
         assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/confirmed")
         status, _, body = browser.request("/api/petitions/vadim-kuramshin")
         assert status == 200 and '"signature_count":1' in body
@@ -129,14 +131,19 @@ def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path
         receipt = message_from_bytes(eml_files(outbox, 2)[-1].read_bytes(), policy=policy.default)
         text = receipt.get_body(preferencelist=("plain",)).get_content()
         manage = re.search(rf"{re.escape(base)}(/petitions/vadim-kuramshin/manage/\S+)", text).group(1)
-        status, _, page = browser.request(manage)
+        status, _, page = browser.request(manage, headers=client)
         assert status == 200 and "ekaterina@example.org" in page
         assert list(browser.cookies) == []  # a signer's browser was given nothing to keep
+        status, headers, _ = browser.request(manage, {}, client)  # withdrawn
+        assert status == 303 and headers["Location"].endswith("/petitions/vadim-kuramshin/withdrawn")
+        assert browser.request(manage, headers=client)[0] == 404
     finally:
         server.terminate()
         output = server.communicate(timeout=10)[0]
     assert f"Serving on http://127.0.0.1:{port}/" in output
     assert f"E-mails: written to {tmp_path / 'instance' / 'outbox'}" in output
-    assert f"confirmation link for a new signature: {base}{confirm}" in output  # the link is logged for a local user
-    assert "ekaterina@example.org" not in output  # the address is not
+    # The log names routes, never a link, an e-mail address or a client's address.
+    assert "e-mail written to" in output
+    for trace in (confirm.rsplit("/", 1)[1], manage.rsplit("/", 1)[1], "ekaterina@example.org", "203.0.113.77"):
+        assert trace not in output
     assert (tmp_path / "instance" / "petition.sqlite3").exists()
