@@ -7,6 +7,7 @@ back-off, so a slow or broken SMTP server delays e-mails but never loses a signa
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import smtplib
 import ssl
@@ -50,8 +51,23 @@ class Transport(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class SmtpTransport:
-    """``smtp://user:pass@host:port`` (STARTTLS whenever the server offers it) or ``smtps://`` (TLS at once)."""
+    """``smtp://user:pass@host:port`` (STARTTLS) or ``smtps://`` (TLS at once).
+
+    To any host but this machine's own, STARTTLS is required: a server that does not offer it (or an attacker
+    who strips it) gets neither the password nor the messages. ``?starttls=auto`` takes it only when offered,
+    ``?starttls=off`` never; both are the operator's explicit choice. On loopback ``auto`` is the default."""
+
+    POLICIES = ("require", "auto", "off")
 
     def __init__(self, url: str, timeout: float = 30) -> None:
         parts = urlsplit(url)
@@ -62,7 +78,10 @@ class SmtpTransport:
         self.port = parts.port or (465 if self.tls else 587)
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
-        self.starttls = parse_qs(parts.query).get("starttls", ["auto"])[0]  # auto | require | off
+        default = "auto" if _loopback(self.host) else "require"
+        self.starttls = parse_qs(parts.query).get("starttls", [default])[0]
+        if self.starttls not in self.POLICIES:
+            raise ValueError(f"PETITION_SMTP_URL: starttls must be one of {', '.join(self.POLICIES)}")
         self.timeout = timeout
 
     def send(self, message: EmailMessage) -> None:
@@ -78,7 +97,8 @@ class SmtpTransport:
                     client.starttls(context=context)
                     client.ehlo()
                 elif self.starttls == "require":
-                    raise smtplib.SMTPException("the server does not offer STARTTLS")
+                    raise smtplib.SMTPException("the server does not offer STARTTLS, which is required: "
+                                                "nothing was sent (see PETITION_SMTP_URL)")
             if self.username:
                 client.login(self.username, self.password or "")
             client.send_message(message)
@@ -191,7 +211,7 @@ def _deliver(app: Flask, transport: Transport, item: OutboxMessage) -> None:
     """Send one message; record on ``item`` that it went, or why not and when to try again."""
     try:
         with app.test_request_context(base_url=app.config["BASE_URL"]):
-            message, links = compose(item)
+            message, _ = compose(item)
         transport.send(message)
     except Exception as error:  # any failure: keep the row, retry later, up to a point
         item.attempts += 1
@@ -205,9 +225,6 @@ def _deliver(app: Flask, transport: Transport, item: OutboxMessage) -> None:
     else:
         item.sent_at = utcnow()
         item.attempts += 1
-        if isinstance(transport, FileTransport) and "confirm" in links:
-            # Only on the embedded default, where nobody has a mailbox: show where to click.
-            log.warning("confirmation link for a new signature: %s", links["confirm"])
 
 
 def given_up(petition_id: int, limit: int = 50) -> list[OutboxMessage]:

@@ -50,7 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PETITION_SECRET_KEY", "SECRET_KEY", None, str,
             "Signs sessions, CSRF tokens and e-mail links. Default: generated once into `<instance>/secret_key`."),
     Setting("PETITION_SMTP_URL", "SMTP_URL", None, str,
-            "`smtp://user:password@host:587` (STARTTLS when offered) or `smtps://…:465`. "
+            "`smtp://user:password@host:587` (STARTTLS required, unless the host is loopback or the URL ends in "
+            "`?starttls=auto` or `?starttls=off`) or `smtps://…:465`. "
             "Unset: e-mails are written as `.eml` files to `<instance>/outbox/`."),
     Setting("PETITION_MAIL_FROM", "MAIL_FROM", "Campaign Kazakhstan <petitions@localhost>", str,
             "The From header of every e-mail."),

@@ -367,11 +367,14 @@ def test_smtp_urls_are_read_with_credentials_and_tls():
     plain = mail.SmtpTransport("smtp://user%40x:p%2Fw@mail.example.org")
     assert (plain.host, plain.port, plain.tls, plain.username, plain.password) == (
         "mail.example.org", 587, False, "user@x", "p/w")
-    assert plain.starttls == "auto"
+    assert plain.starttls == "require"  # another host: never in clear unless the operator says so
     tls = mail.SmtpTransport("smtps://mail.example.org")
     assert (tls.port, tls.tls) == (465, True)
-    assert mail.SmtpTransport("smtp://h:2525?starttls=require").starttls == "require"
-    for bad in ("http://mail.example.org", "smtp://", "mail.example.org"):
+    assert mail.SmtpTransport("smtp://h:2525?starttls=auto").starttls == "auto"
+    assert mail.SmtpTransport("smtp://h:2525?starttls=off").starttls == "off"
+    for loopback in ("127.0.0.1", "127.0.0.53", "[::1]", "localhost"):  # this machine's own relay
+        assert mail.SmtpTransport(f"smtp://{loopback}:25").starttls == "auto"
+    for bad in ("http://mail.example.org", "smtp://", "mail.example.org", "smtp://h?starttls=maybe"):
         with pytest.raises(ValueError, match="PETITION_SMTP_URL"):
             mail.SmtpTransport(bad)
 
@@ -406,8 +409,11 @@ def test_smtp_credentials_from_the_url_are_used_to_log_in(app, client, own_serve
 
 
 def test_starttls_required_but_not_offered_keeps_the_message(app, client, smtp_server):
+    """A real server that offers no STARTTLS (as one whose offer an attacker strips): the password and the
+    message are not sent in clear."""
     submit(client)
-    app.config["SMTP_URL"] = smtp_server.url + "?starttls=require"
+    host_port = smtp_server.url.split("://", 1)[1]
+    app.config["SMTP_URL"] = f"smtp://campaign:s3cret@{host_port}?starttls=require"
     assert run_sender(app) == (0, 1)
     assert smtp_server.inbox.messages == []
     [item] = outbox(app)
