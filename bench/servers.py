@@ -97,7 +97,7 @@ def nginx_binary() -> str:
     return found
 
 
-def server_blocks(site: Path, upstreams: dict[str, int]) -> tuple[str, dict[str, int]]:
+def server_blocks(site: Path, upstreams: dict[str, int], folder: Path) -> tuple[str, dict[str, int]]:
     """One server block per upstream, each made from deploy/nginx/campaign.conf at run time by the production
     test's own function (so the locations sent to the service are always the shipped ones); the upstream of
     each is renamed after its side, so that both sides can share one nginx."""
@@ -108,7 +108,7 @@ def server_blocks(site: Path, upstreams: dict[str, int]) -> tuple[str, dict[str,
     blocks, ports = [], {}
     for side, upstream_port in upstreams.items():
         ports[side] = free_port()
-        block = site_server_for_test(shipped, ports[side], upstream_port, site)
+        block = site_server_for_test(shipped, ports[side], upstream_port, site, folder)
         blocks.append(re.sub(rf"\b{re.escape(name)}\b", f"bench_{side}", block))
     return "\n".join(blocks), ports
 
@@ -119,7 +119,7 @@ def nginx(site: Path, upstreams: dict[str, int], folder: Path):
     shipped block says), in front of the given upstream ports; yields {side: nginx port}."""
     binary = nginx_binary()
     folder.mkdir(parents=True, exist_ok=True)
-    blocks, ports = server_blocks(site, upstreams)
+    blocks, ports = server_blocks(site, upstreams, folder)
     (folder / "campaign.conf").write_text(blocks)
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the site in our private temp folder
     (folder / "nginx.conf").write_text(f"""{user}worker_processes auto;

@@ -28,7 +28,7 @@ def nginx_binary() -> str:
     return found
 
 
-def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path) -> str:
+def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path, logs: Path) -> str:
     """The shipped server block, with only what a loopback test must change: no TLS, our ports and paths."""
     blocks = re.split(r"\n(?=server \{)", conf)
     https = next(b for b in blocks if "listen 443 ssl;" in b)
@@ -40,6 +40,7 @@ def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path) -
     text = text.replace("127.0.0.1:8001", f"127.0.0.1:{upstream_port}")
     text = text.replace("/srv/campaign/site", str(site))
     text = text.replace("/srv/campaign/deploy", str(DEPLOY))
+    text = text.replace("/var/log/nginx/", f"{logs}/")
     directives = "\n".join(line.split("#")[0] for line in text.splitlines())
     assert "/srv/campaign" not in directives and "ssl" not in directives
     return text
@@ -75,7 +76,7 @@ def test_signing_through_nginx_and_gunicorn(tmp_path, built_site):
     conf = tmp_path / "nginx"
     conf.mkdir()
     (conf / "campaign.conf").write_text(site_server_for_test(
-        (DEPLOY / "nginx" / "campaign.conf").read_text(encoding="utf-8"), web_port, app_port, built_site))
+        (DEPLOY / "nginx" / "campaign.conf").read_text(encoding="utf-8"), web_port, app_port, built_site, conf))
     (conf / "nginx.conf").write_text(f"""
 user root;
 worker_processes 1;
@@ -148,9 +149,18 @@ http {{
         status, headers, body = browser.request("/api/petitions/vadim-kuramshin")
         assert status == 200 and '"signature_count":1' in body
         assert headers["Access-Control-Allow-Origin"] == "*"
+
+        web.terminate()  # the service down: nginx answers for it, and writes its error log
+        web_output = web.communicate(timeout=10)[0]
+        assert browser.request(confirm)[0] == 502
     finally:
         proxy.terminate()
         web.terminate()
         proxy.communicate(timeout=10)
-        web_output = web.communicate(timeout=10)[0]
-    assert "ekaterina@example.org" not in web_output  # no personal data in the service's log
+        web_output += web.communicate(timeout=10)[0] or ""
+    # No log names a visitor: neither the service's (gunicorn's lines included) nor nginx's.
+    nginx_logs = "".join(path.read_text(encoding="utf-8") for path in conf.glob("*.log"))
+    token = confirm.rsplit("/", 1)[1]
+    for log in (web_output, nginx_logs):
+        assert "ekaterina@example.org" not in log and token not in log and "client:" not in log
+    assert "Booting worker" in web_output  # gunicorn's own lines are kept
