@@ -3,6 +3,7 @@ and only a same-site POST changes anything."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from datetime import timedelta
@@ -324,3 +325,31 @@ def test_garbage_tokens_never_cause_a_server_error(client, purpose):
         for response in (client.get(f"/petitions/vadim-kuramshin/{purpose}/{garbage}"),
                          client.post(f"/petitions/vadim-kuramshin/{purpose}/{garbage}", headers=SAME_ORIGIN)):
             assert response.status_code in (404, 405, 308), (garbage, response.status_code)
+
+
+def test_a_links_token_is_opaque_random_and_unrelated_to_the_row(app, client, mailbox):
+    """No id, no date, no structure: 128 random bits, different for every row and every purpose."""
+    paths = [mailed_link(app, client, mailbox, email=f"opaque{n}@example.org") for n in range(3)]
+    sign_and_confirm(app, client, mailbox, email="opaque-signed@example.org")
+    manage = links_in(mailbox.to("opaque-signed@example.org")[-1])["manage"]
+    found = [path.rsplit("/", 1)[1] for path in paths] + [manage.rsplit("/", 1)[1]]
+    for token in found:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", token), token  # base64 of 16 random bytes, nothing signed
+    assert len(set(found)) == len(found)
+    # The token is the row's random nonce and nothing more: there is nothing else in it to decode.
+    nonces = {row.nonce for row in rows(app, Submission) + rows(app, Signature)}
+    assert set(found) <= nonces
+    assert all(len(base64.urlsafe_b64decode(token + "==")) == 16 for token in found)
+    assert client.get(paths[0]).status_code == 200
+
+
+def test_a_link_sent_before_tokens_were_opaque_still_works_until_it_expires(app, client, mailbox):
+    mailed_link(app, client, mailbox)
+    [submission] = rows(app, Submission)
+    with app.app_context():
+        old = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="petition-confirm").dumps(
+            [submission.id, submission.nonce])
+    path = f"/petitions/vadim-kuramshin/confirm/{old}"
+    assert client.get(path).status_code == 200
+    assert client.post(path, headers=SAME_ORIGIN).status_code == 303
+    assert count(client) == 1
