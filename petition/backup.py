@@ -1,14 +1,17 @@
 """Online backups of the embedded SQLite database (PostgreSQL has pg_dump: see README, Operations).
 
 SQLite's backup API copies a consistent snapshot while the service keeps running and writing; a restore
-copies a checked backup back the same way, so readers never see a half-written database.
+copies a checked backup back the same way, so readers never see a half-written database. A backup holds
+personal data: it is written readable by its owner only.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
+from . import files
 from .extensions import db
 
 REQUIRED_TABLES = {"petition", "signature", "outbox", "alembic_version"}
@@ -29,8 +32,10 @@ def _live_path() -> Path:
 def backup(target: Path) -> int:
     """Write a consistent copy of the live database to ``target``; return its number of signatures."""
     source = _live_path()
-    if target.exists():
-        raise BackupError(f"{target} exists already; choose a new file name")
+    try:
+        os.close(files.create_private(target))  # 0600 before SQLite writes a byte into it
+    except FileExistsError:
+        raise BackupError(f"{target} exists already; choose a new file name") from None
     with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
         live.backup(copy)
         return copy.execute("SELECT count(*) FROM signature").fetchone()[0]

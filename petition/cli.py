@@ -239,20 +239,39 @@ def export_counts(slug, fmt, output) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say how many signatures would be anonymised.")
 @with_appcontext
 def purge(dry_run: bool) -> None:
-    """Anonymise signatures PETITION_RETENTION_DAYS after their petition closed (counts stay exact), and
-    delete submissions whose confirmation link has expired."""
+    """Anonymise signatures PETITION_RETENTION_DAYS after their petition closed (counts stay exact), delete
+    submissions whose confirmation link has expired, erase address hashes after PETITION_IP_HASH_DAYS and
+    replace the hash key as often; then compact the database's files so that nothing erased stays in them."""
+    from . import erasure, hashing
     from . import purge as purging
 
     logs.configure()
-    expired = purging.expired_submissions(current_app.config["CONFIRM_DAYS"], dry_run=dry_run)
-    click.echo(f"{expired} unconfirmed submissions with expired links {'would be ' if dry_run else ''}deleted")
-    days = current_app.config["RETENTION_DAYS"]
+    config = current_app.config
+    would = "would be " if dry_run else ""
+    expired = purging.expired_submissions(config["CONFIRM_DAYS"], dry_run=dry_run)
+    click.echo(f"{expired} unconfirmed submissions with expired links {would}deleted")
+    days = config["RETENTION_DAYS"]
     report = purging.purge(days, dry_run=dry_run)
     verb = "would be anonymised" if dry_run else "anonymised"
     for slug, rows in report.items():
         click.echo(f"{slug}: {rows} signatures {verb}")
     if not report:
         click.echo(f"No petition closed more than {days} days ago.")
+    hash_days = config["IP_HASH_DAYS"]
+    hashes = purging.ip_hashes(hash_days, dry_run=dry_run)
+    click.echo(f"{hashes} address hashes older than {hash_days} days {would}erased")
+    if dry_run:
+        return
+    if config.get("HASH_KEY"):
+        click.echo(f"Hash key set by PETITION_HASH_KEY: replace it yourself every {hash_days} days")
+    elif hashing.rotate(hash_days):
+        click.echo("Hash key replaced")
+    else:
+        click.echo(f"Hash key younger than {hash_days} days: kept")
+    if erasure.compact(vacuum=True):
+        click.echo("Database files compacted: nothing erased is left in them")
+    else:
+        click.echo("Database busy: the mail sender compacts its files in its next round")
 
 
 @click.command("backup")

@@ -78,11 +78,17 @@ limiter = Limiter(key_func=hashing.client, default_limits=[])
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record) -> None:
     """WAL lets readers go on while one writer commits. (Writers queue for the busy timeout that the app
-    factory passes as sqlite3's ``timeout``, then fail with a 503 rather than wait for ever.)"""
+    factory passes as sqlite3's ``timeout``, then fail with a 503 rather than wait for ever.)
+
+    secure_delete zeroes what a delete or update frees, on its page and in free pages, so that erased answers
+    leave no bytes behind (``erasure`` then empties the WAL of the older copies); temporary tables, sorts and
+    VACUUM's copy stay in memory instead of in temporary files."""
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import re
 import smtplib
 import ssl
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -22,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import Flask, current_app, render_template, url_for
 from sqlalchemy import func, select
 
-from . import connections, tokens
+from . import connections, files, tokens
 from .paths import sign_page
 from .countries import NAMES as COUNTRY_NAMES
 from .extensions import db
@@ -105,18 +107,39 @@ class SmtpTransport:
 
 
 class FileTransport:
-    """The embedded default: each message becomes an ``.eml`` file a local user can open."""
+    """The embedded default: each message becomes an ``.eml`` file a local user can open (the service's
+    user only: folder 0700, files 0600).
+
+    A file is named by when it was written and by its outbox row's id, so that ``erasure.compact`` can remove
+    the files whose row is gone with what it was about."""
+
+    STAMP = "%Y%m%dT%H%M%S%f"
+    NAME = re.compile(r"\.?(\d{8}T\d{12})-(\d+)\.eml(?:\.partial)?")  # a partial one: left by a crash
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
 
     def send(self, message: EmailMessage) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        files.private_folder(self.folder)
+        stamp = utcnow().strftime(self.STAMP)
         path = self.folder / f"{stamp}-{message['X-Petition-Outbox']}.eml"
-        # As an SMTPUTF8 server would get it: an address may have a local part that is not ASCII.
-        path.write_bytes(message.as_bytes(policy=message.policy.clone(utf8=True)))
+        # Written under another name and then moved into place: a reader never finds half a message.
+        partial = path.with_name(f".{path.name}.partial")
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE), "wb") as handle:
+            # As an SMTPUTF8 server would get it: an address may have a local part that is not ASCII.
+            handle.write(message.as_bytes(policy=message.policy.clone(utf8=True)))
+        os.replace(partial, path)
         log.info("e-mail written to %s", path)
+
+    @classmethod
+    def written(cls, folder: Path | str) -> list[tuple[Path, int, datetime]]:
+        """The message files in ``folder``: each one's path, outbox row id and time of writing (UTC)."""
+        found = []
+        for path in Path(folder).iterdir():
+            match = cls.NAME.fullmatch(path.name)
+            if match:
+                found.append((path, int(match[2]), datetime.strptime(match[1], cls.STAMP)))
+        return found
 
 
 def transport_for(app: Flask) -> Transport:

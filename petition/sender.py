@@ -11,7 +11,7 @@ import threading
 
 from flask import Flask
 
-from . import intake, mail
+from . import erasure, intake, mail
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -19,14 +19,19 @@ log = logging.getLogger(__name__)
 
 def run_once(transport: mail.Transport | None = None) -> tuple[int, int]:
     """Decide the waiting submissions and deliver what is due, a batch of each in turn, until neither has
-    more: under a flood of submissions the first e-mails still go out at once. Return (sent, failed)."""
+    more: under a flood of submissions the first e-mails still go out at once. Then compact the files after
+    erasures, if any are due (here, not in the erasing request: on PostgreSQL it locks the tables). Return
+    (sent, failed)."""
     total_sent = total_failed = 0
     while True:
         decided = intake.decide()
         sent, failed = mail.deliver_due(transport)
         total_sent, total_failed = total_sent + sent, total_failed + failed
         if decided < intake.BATCH and sent + failed < mail.BATCH:  # failed rows wait for their back-off
-            return total_sent, total_failed
+            break
+    if erasure.due():
+        erasure.compact()
+    return total_sent, total_failed
 
 
 def run(app: Flask, stop: threading.Event, interval: float = 5.0) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import files, hashing
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
@@ -134,14 +136,18 @@ def finish(config: dict[str, Any], instance: Path) -> None:
         raise ConfigError("PETITION_SECRET_KEY must be set when PETITION_ENV=production")
     if production and not config.get("SMTP_URL"):
         raise ConfigError("PETITION_SMTP_URL must be set when PETITION_ENV=production")
-    instance.mkdir(parents=True, exist_ok=True)
+    # Keys, database and outbox are the service user's alone; an older install is tightened here.
+    files.private_folder(instance)
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _stored_secret_key(instance / "secret_key")
+    files.tighten(instance / hashing.KEY_FILE, files.FILE)
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'petition.sqlite3'}"
+    files.private_sqlite(config["SQLALCHEMY_DATABASE_URI"])
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
     config["SITE_DIR"] = str(Path(config["SITE_DIR"]).resolve())
     config.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    files.private_outbox(Path(config["OUTBOX_DIR"]))
     config["SESSION_COOKIE_SECURE"] = production
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_HTTPONLY"] = True
@@ -150,12 +156,15 @@ def finish(config: dict[str, Any], instance: Path) -> None:
 def _stored_secret_key(path: Path) -> str:
     """Read the instance's secret key, creating it (readable by its owner only) the first time."""
     try:
-        return path.read_text(encoding="ascii").strip()
+        key = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         pass
+    else:
+        files.tighten(path, files.FILE)
+        return key
     key = secrets.token_urlsafe(48)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = files.create_private(path)
     except FileExistsError:  # another process created it first: use theirs
         return path.read_text(encoding="ascii").strip()
     with os.fdopen(fd, "w", encoding="ascii") as handle:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import mail
+from . import erasure, mail
 from .extensions import db
 from .models import CONFIRMED, HELD, OutboxMessage, Signature, Submission, utcnow
 
@@ -41,8 +41,10 @@ def confirm(submission: Submission) -> Signature:
 
 def withdraw(signature: Signature) -> None:
     """Delete the signature, its mailbox's other submissions to the petition and everything queued for them:
-    withdrawn means gone."""
+    withdrawn means gone, from the database's files too (see ``erasure``)."""
     db.session.execute(delete(Submission).where(Submission.petition_id == signature.petition_id,
                                                 Submission.email_canonical == signature.email_canonical))
     db.session.delete(signature)
+    erasure.mark()
     db.session.commit()
+    erasure.settle()

@@ -36,8 +36,10 @@ def running(port: int, database: str = "petition_test") -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run(as_user + [str(binaries / "initdb"), "-D", str(datadir / "data"), "-U", "postgres",
                               "--auth=trust", "--encoding=UTF8", "--no-locale"], check=True, capture_output=True)
+    # wal_recycle=off: a WAL segment past its use is unlinked, not kept under a new name with old rows in it
+    # (see petition.erasure).
     options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {datadir} -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_recycle=off")
     subprocess.run(as_user + [str(binaries / "pg_ctl"), "-D", str(datadir / "data"), "-o", options,
                               "-l", str(datadir / "log"), "-w", "start"], check=True, capture_output=True)
     try:
