@@ -1,17 +1,26 @@
-"""Organiser accounts: scrypt-hashed passwords, created and managed from the command line only."""
+"""Organiser accounts: scrypt-hashed passwords, created and managed from the command line only; failed logins
+limited per account."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from functools import cache
 
+from limits import parse_many
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
+from . import hashing
+from .extensions import db, limiter
 from .models import Organiser, utcnow
 
 MIN_PASSWORD = 12
+
+# Failed logins per account, from whatever addresses: an attacker spread over many addresses gets 5 guesses a
+# minute and 20 an hour at one account, and the organiser whose account is attacked waits an hour at most.
+# Unknown addresses are counted and refused the same way, so a refusal tells nobody that an account exists.
+FAILED_LOGINS = tuple(parse_many("5 per minute;20 per hour"))
 
 
 @cache
@@ -23,6 +32,14 @@ def _unknown() -> str:
 
 class AccountError(ValueError):
     """The command cannot be done; the message says why."""
+
+
+class TooManyFailures(Exception):
+    """Logins with this e-mail address are paused after too many failures; ``retry_after`` is in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 def normalise(email: str) -> str:
@@ -62,23 +79,40 @@ def _existing(email: str) -> Organiser:
     return organiser
 
 
+def end_sessions(organiser: Organiser) -> None:
+    """End every session of ``organiser``, on every device and every copy of its cookie: each holds the key it
+    logged in with, and it is replaced here."""
+    organiser.session_key = secrets.token_hex(16)
+    db.session.commit()
+
+
 def reset_password(email: str, password: str) -> None:
     organiser = _existing(email)
     organiser.password_hash = _hash(password)
     organiser.active = True
-    db.session.commit()
+    end_sessions(organiser)  # whoever knew the old password may be logged in with it
 
 
 def disable(email: str) -> None:
-    _existing(email).active = False
-    db.session.commit()
+    organiser = _existing(email)
+    organiser.active = False
+    end_sessions(organiser)  # enabling it again (a new password) must not bring them back
 
 
 def authenticate(email: str, password: str) -> Organiser | None:
-    """The active organiser with this e-mail and password, or None: the caller cannot tell which was wrong."""
+    """The active organiser with this e-mail and password, or None: the caller cannot tell which was wrong.
+
+    Raise ``TooManyFailures`` while the address is paused, without checking the password."""
+    account = hashing.keyed(normalise(email))  # the limiter's store never holds the address itself
+    paused = [limiter.limiter.get_window_stats(item, "login-account", account).reset_time
+              for item in FAILED_LOGINS if not limiter.limiter.test(item, "login-account", account)]
+    if paused:
+        raise TooManyFailures(max(1, int(max(paused) - time.time()) + 1))
     organiser = find(email)
     valid = check_password_hash(organiser.password_hash if organiser else _unknown(), password)
     if organiser is None or not valid or not organiser.active:
+        for item in FAILED_LOGINS:
+            limiter.limiter.hit(item, "login-account", account)
         return None
     organiser.last_login_at = utcnow()
     db.session.commit()

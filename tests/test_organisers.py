@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from petition import accounts
 from petition.extensions import db
-from petition.models import (CONFIRMED, HELD, ExportLog, OutboxMessage, Organiser, Petition, Signature, Submission,
-                             utcnow)
+from petition.models import (CONFIRMED, HELD, CompactionDue, ExportLog, OutboxMessage, Organiser, Petition,
+                             Signature, Submission, utcnow)
 
 from conftest import SAME_ORIGIN, csrf_token, links_in, need, run_sender, sign_and_confirm, submit
 
@@ -129,7 +129,8 @@ def test_login_never_redirects_elsewhere(client, organiser):
 
 
 def test_login_is_rate_limited(client, organiser):
-    statuses = [log_in(client, organiser, "wrong password number x").status_code for _ in range(11)]
+    """Per client address, whichever accounts it tries (per account, see test_organiser_sessions)."""
+    statuses = [log_in(client, f"guess{n}@example.org", "wrong password number x").status_code for n in range(11)]
     assert statuses[:10] == [401] * 10 and statuses[10] == 429
     limited = log_in(client, organiser)
     assert limited.status_code == 429 and "Retry-After" in limited.headers
@@ -356,7 +357,10 @@ def test_find_a_signer_by_email_and_erase(app, office, mailbox):
     assert "1 signature found" in html and "Вадим Курамшин" in html
     with app.app_context():
         signature_id = db.session.scalar(select(Signature.id).where(Signature.email == "vadim@example.org"))
-    assert action(office, f"/organisers/signatures/{signature_id}/erase", back="find").status_code == 303
+    asked = office.get(f"/organisers/signatures/{signature_id}/erase?back=find")
+    assert asked.status_code == 200 and "Вадим Курамшин" in asked.get_data(as_text=True)
+    erased = action(office, f"/organisers/signatures/{signature_id}/erase", back="find", confirmed="yes")
+    assert erased.status_code == 303 and erased.headers["Location"] == "/organisers/signatures"
     with app.app_context():
         assert db.session.get(Signature, signature_id) is None
         assert db.session.scalars(select(Submission.email)).all() == [PENDING[1]]
@@ -366,6 +370,47 @@ def test_find_a_signer_by_email_and_erase(app, office, mailbox):
     assert signer.post(links_in(repeat)["confirm"], headers=SAME_ORIGIN).status_code == 404
     assert "0 signatures found" in action(office, "/organisers/signatures", email="vadim@example.org").get_data(as_text=True)
     assert office.get("/api/petitions/vadim-kuramshin").json["signature_count"] == 2
+
+
+def test_erasing_a_signature_asks_first(app, office):
+    """The button leads to a page that says whose signature goes and what goes with it; the page changes
+    nothing, nor does a post that does not come from it; its own post erases."""
+    with app.app_context():
+        signature_id = db.session.scalar(select(Signature.id).where(Signature.email == "ainur@example.org"))
+    asked = office.get(f"/organisers/signatures/{signature_id}/erase")
+    html = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Erase this signature?" in html
+    assert "Ainur Kurmanov" in html and "Urgent action for Vadim Kuramshin" in html
+    assert "town or postcode, comment" in html and "count goes down by one" in html
+    assert ">Erase</button>" in html and 'href="/organisers/petitions/vadim-kuramshin">Cancel</a>' in html
+    again = action(office, f"/organisers/signatures/{signature_id}/erase")  # not from the page: it asks again
+    assert again.status_code == 200 and "Erase this signature?" in again.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Signature, signature_id) is not None
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    hidden = dict(re.findall(r'<input id="(\w+)" name="\w+" type="hidden" value="([^"]*)"', html))
+    erased = office.post(f"/organisers/signatures/{signature_id}/erase", data={**hidden, "csrf_token": token})
+    assert erased.status_code == 303 and erased.headers["Location"] == "/organisers/petitions/vadim-kuramshin"
+    with app.app_context():
+        assert db.session.get(Signature, signature_id) is None
+    assert office.get(f"/organisers/signatures/{signature_id}/erase").status_code == 404
+
+
+def test_erasing_unconfirmed_submissions_asks_first_with_the_address_in_the_form(app, office):
+    email = PENDING[1]
+    asked = action(office, "/organisers/submissions/erase", email=email)
+    html = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Erase 1 unconfirmed submission?" in html and PENDING[0] in html
+    assert f'<input type="hidden" name="email" value="{email}">' in html  # posted again, never in a URL
+    assert 'name="confirmed" type="hidden" value="yes"' in html and ">Cancel</a>" in html
+    with app.app_context():
+        assert len(db.session.scalars(select(Submission)).all()) == 1
+        assert db.session.scalars(select(CompactionDue)).all() == []
+    erased = action(office, "/organisers/submissions/erase", email=email, confirmed="yes")
+    assert erased.status_code == 303 and email not in erased.headers["Location"]
+    with app.app_context():
+        assert db.session.scalars(select(Submission)).all() == []
+        assert db.session.scalars(select(CompactionDue)).all() != []  # the files are compacted after it
 
 
 def stats(html: str) -> str:
@@ -504,7 +549,7 @@ def test_a_signer_list_streams_in_constant_memory(app):
                 {"petition_id": petition.id, "name": f"Signer {n} Курамшин", "email": f"s{n}@example.org",
                  "email_canonical": f"s{n}@example.org", "country": "KZ", "postcode": "", "comment": "",
                  "public": False, "updates": False, "status": CONFIRMED, "created_at": utcnow(),
-                 "confirmed_at": utcnow(), "nonce": "0"} for n in range(count)])
+                 "confirmed_at": utcnow(), "nonce": f"{petition.slug[:8]}{n}"} for n in range(count)])
         db.session.commit()
 
         def peak(petition: Petition) -> tuple[int, int]:
@@ -530,7 +575,9 @@ def test_find_shows_and_erases_unconfirmed_submissions(app, office, mailbox):
     found = action(office, "/organisers/signatures", email=email).get_data(as_text=True)
     assert "0 signatures found" in found and "2 unconfirmed submissions found" in found
     assert name in found and "Sent Twice" in found
-    erased = action(office, "/organisers/submissions/erase", email=f" {email} ")
+    asked = action(office, "/organisers/submissions/erase", email=f" {email} ")
+    assert asked.status_code == 200 and "Sent Twice" in asked.get_data(as_text=True)
+    erased = action(office, "/organisers/submissions/erase", email=f" {email} ", confirmed="yes")
     assert erased.status_code == 303 and erased.headers["Location"] == "/organisers/signatures"
     assert "pending" not in erased.headers["Location"]  # the address never goes into a URL
     with app.app_context():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, EmailField, PasswordField, SelectField
+from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordField, SelectField
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
@@ -26,6 +26,24 @@ class FindForm(FlaskForm):
 
     email = EmailField("Signer's e-mail address", validators=[DataRequired("Enter an e-mail address."),
                                                               Length(max=254)])
+
+
+class Confirmation:
+    """The second step of an erasure: only the confirmation page's post carries ``confirmed``."""
+
+    YES = "yes"
+    confirmed = HiddenField()
+
+    def is_confirmed(self) -> bool:
+        return self.confirmed.data == self.YES
+
+
+class EraseForm(Confirmation, FlaskForm):
+    back = HiddenField()  # "find": back to the search page; else to the petition's
+
+
+class EraseSubmissionsForm(Confirmation, FindForm):
+    """The address travels in the posted form, hidden on the confirmation page, never in a URL."""
 
 
 class ExportForm(FlaskForm):

@@ -1,28 +1,40 @@
-"""Organiser views. Every view but login requires a logged-in, active organiser."""
+"""Organiser views. Every view but login requires a logged-in, active organiser. Care work that touches
+signers is recorded in the audit table."""
 
 from __future__ import annotations
 
-from flask import (Response, abort, flash, jsonify, redirect, render_template, request, stream_template,
+import secrets
+
+from flask import (Response, abort, flash, jsonify, redirect, render_template, request, session, stream_template,
                    stream_with_context, url_for)
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
-from .. import accounts, catalogue, charts, counts, emails, exports, mail, signing
+from .. import accounts, catalogue, charts, counts, emails, erasure, exports, mail, signing
 from ..catalogue import petition_or_404
 from ..countries import name as country_name
 from ..extensions import db, limiter, login_manager
-from ..models import CONFIRMED, HELD, ExportLog, Organiser, Petition, Signature, Submission, utcnow
+from ..models import CONFIRMED, HELD, AuditRecord, ExportLog, Organiser, Petition, Signature, Submission, utcnow
 from . import bp
-from .forms import ActionForm, ExportForm, FindForm, LoginForm
+from .forms import ActionForm, EraseForm, EraseSubmissionsForm, ExportForm, FindForm, LoginForm
 
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+# The organiser's session key as it was at login, kept in the session beside Flask-Login's user id.
+SESSION_KEY = "organiser_key"
+LOG_ROWS = 20
 
 
 @login_manager.user_loader
 def load_organiser(organiser_id: str) -> Organiser | None:
+    """The active organiser whose session this is, if its key is still theirs: logout, a new password and
+    disabling replace the key, so every copy of an older session cookie stops working (a remember-me cookie
+    alone never brings a key, so it logs nobody in)."""
     organiser = db.session.get(Organiser, int(organiser_id)) if organiser_id.isdigit() else None
-    return organiser if organiser and organiser.active else None
+    key = session.get(SESSION_KEY)
+    if organiser is None or not organiser.active or not isinstance(key, str):
+        return None
+    return organiser if secrets.compare_digest(key.encode(), organiser.session_key.encode()) else None
 
 
 @bp.before_request
@@ -39,9 +51,18 @@ def login():
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        organiser = accounts.authenticate(form.email.data, form.password.data)
+        try:
+            organiser = accounts.authenticate(form.email.data, form.password.data)
+        except accounts.TooManyFailures as paused:
+            # The same answer whether an account has this address or not.
+            error = "Too many failed logins with this e-mail address. Please wait a while and try again."
+            return (render_template("organisers/login.html", form=form, error=error), 429,
+                    {"Retry-After": str(paused.retry_after)})
         if organiser:
+            # A new session, so a new CSRF token: nothing of the session from before the login carries over.
+            session.clear()
             login_user(organiser)
+            session[SESSION_KEY] = organiser.session_key
             target = request.args.get("next", "")
             # Only our own organiser pages: never an open redirect.
             if not target.startswith("/organisers/") or target.startswith("//"):
@@ -55,7 +76,9 @@ def login():
 @bp.post("/logout")
 def logout():
     if ActionForm().validate_on_submit():
+        accounts.end_sessions(current_user)  # on every device, and every copy of this cookie
         logout_user()
+        session.pop(SESSION_KEY, None)
     return redirect(url_for(".login"), code=303)
 
 
@@ -67,8 +90,9 @@ def dashboard():
         status = counts.by_status(petition.id)
         rows.append({"petition": petition, "status": status,
                      "progress": min(100, 100 * status["total"][CONFIRMED] // petition.goal)})
-    log = db.session.scalars(select(ExportLog).order_by(ExportLog.id.desc()).limit(20)).all()
-    return render_template("organisers/dashboard.html", rows=rows, log=log, form=ActionForm())
+    log = db.session.scalars(select(ExportLog).order_by(ExportLog.id.desc()).limit(LOG_ROWS)).all()
+    audit = db.session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc()).limit(LOG_ROWS)).all()
+    return render_template("organisers/dashboard.html", rows=rows, log=log, audit=audit, form=ActionForm())
 
 
 @bp.get("/petitions/<slug>")
@@ -79,18 +103,25 @@ def petition(slug: str):
                                                       Signature.status == HELD)
                               .order_by(Signature.id).limit(100)).all()
     log = db.session.scalars(select(ExportLog).where(ExportLog.petition_id == petition.id)
-                             .order_by(ExportLog.id.desc()).limit(20)).all()
+                             .order_by(ExportLog.id.desc()).limit(LOG_ROWS)).all()
+    audit = db.session.scalars(select(AuditRecord).where(AuditRecord.petition_id == petition.id)
+                               .order_by(AuditRecord.id.desc()).limit(LOG_ROWS)).all()
     chart = charts.per_day(counts.confirmed_per_day(petition.id),
                            f"Confirmed signatures per day: {petition.title}", until=utcnow().date())
     return render_template("organisers/petition.html", petition=petition, status=counts.by_status(petition.id),
                            by_country=sorted(confirmed.by_country.items(), key=lambda kv: -kv[1]),
-                           country_name=country_name, chart=chart, held=held, log=log,
+                           country_name=country_name, chart=chart, held=held, log=log, audit=audit,
                            undelivered=mail.given_up(petition.id),
                            export_form=ExportForm(request.args), form=ActionForm())
 
 
 def _actor() -> str:
     return current_user.email
+
+
+def _audit(action: str, petition_id: int | None = None, detail: str = "") -> None:
+    """Record care work in the caller's transaction: who did what, never anything of a signer."""
+    db.session.add(AuditRecord(actor=_actor(), action=action, petition_id=petition_id, detail=detail))
 
 
 @bp.get("/petitions/<slug>/signatures.<fmt>")
@@ -145,6 +176,8 @@ def close_or_reopen(slug: str, action: str):
 def report(slug: str):
     """The delivery report: what an embassy is handed. Public names only, streamed for large petitions."""
     petition = petition_or_404(slug)
+    _audit("report", petition.id)
+    db.session.commit()
     confirmed = counts.confirmed_counts(petition.id)
 
     def public_names():  # read while the page streams, not before: constant memory for any size
@@ -171,22 +204,44 @@ def find():
         if canonical is not None:
             found = db.session.scalars(select(Signature).where(Signature.email_canonical == canonical)
                                        .order_by(Signature.id)).all()
-            waiting = db.session.scalars(select(Submission).where(Submission.email_canonical == canonical)
-                                         .order_by(Submission.id)).all()
+            waiting = _waiting(canonical)
+            # Nothing of the address looked up is kept: only that somebody was, and what was found.
+            _audit("find", detail=f"{_count(len(found), 'signature')}, "
+                                  f"{_count(len(waiting), 'unconfirmed submission')} found")
+            db.session.commit()
     return render_template("organisers/find.html", form=form, found=found, waiting=waiting, action=ActionForm(),
                            country_name=country_name)
 
 
 @bp.post("/submissions/erase")
 def erase_submissions():
-    """Erase every unconfirmed submission of one address (posted, never in a URL), on every petition."""
-    form = FindForm()
+    """Erase every unconfirmed submission of one address, on every petition. The address is posted, never put
+    in a URL: the first post shows what will be erased, and only the post from that page erases."""
+    form = EraseSubmissionsForm()
     canonical = _canonical(form) if form.validate_on_submit() else None
-    if canonical is not None:
-        erased = db.session.execute(delete(Submission).where(Submission.email_canonical == canonical)).rowcount
-        db.session.commit()
-        flash(f"{erased} unconfirmed submission{'' if erased == 1 else 's'} erased, with their e-mails.")
+    if canonical is None:
+        return redirect(url_for(".find"), code=303)
+    if not form.is_confirmed():
+        return render_template("organisers/erase_submissions.html", form=form, waiting=_waiting(canonical),
+                               action=ActionForm(), country_name=country_name)
+    erased = db.session.execute(delete(Submission).where(Submission.email_canonical == canonical)).rowcount
+    _audit("erase_submissions", detail=f"{_count(erased, 'unconfirmed submission')} erased")
+    if erased:
+        erasure.mark()
+    db.session.commit()
+    if erased:
+        erasure.settle()
+    flash(f"{_count(erased, 'unconfirmed submission')} erased, with their e-mails.")
     return redirect(url_for(".find"), code=303)
+
+
+def _waiting(canonical: str) -> list[Submission]:
+    return list(db.session.scalars(select(Submission).where(Submission.email_canonical == canonical)
+                                   .order_by(Submission.id)))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _canonical(form: FindForm) -> str | None:
@@ -204,17 +259,24 @@ def _signature(signature_id: int) -> Signature:
     return signature
 
 
-@bp.post("/signatures/<int:signature_id>/erase")
+@bp.route("/signatures/<int:signature_id>/erase", methods=["GET", "POST"])
 def erase(signature_id: int):
+    """Asks first: the page says whose signature goes and what goes with it; only its post erases."""
     signature = _signature(signature_id)
     slug = signature.petition.slug
-    if ActionForm().validate_on_submit():
-        signing.withdraw(signature)
-        counts.forget()
-        flash("The signature and all its personal data are erased.")
+    form = EraseForm(back=request.args.get("back"))
     # Back to the search the organiser came from, or to the petition: never to an address from the form.
-    return redirect(url_for(".find") if request.form.get("back") == "find" else url_for(".petition", slug=slug),
-                    code=303)
+    back = url_for(".find") if form.back.data == "find" else url_for(".petition", slug=slug)
+    if not (form.validate_on_submit() and form.is_confirmed()):
+        waiting = db.session.scalar(select(func.count()).select_from(Submission).where(
+            Submission.petition_id == signature.petition_id, Submission.email_canonical == signature.email_canonical))
+        return render_template("organisers/erase_signature.html", signature=signature, waiting=waiting, form=form,
+                               back=back)
+    _audit("erase_signature", signature.petition_id)
+    signing.withdraw(signature)  # commits the audit record with the erasure
+    counts.forget()
+    flash("The signature and all its personal data are erased.")
+    return redirect(back, code=303)
 
 
 @bp.post("/signatures/<int:signature_id>/accept")
@@ -223,6 +285,7 @@ def accept(signature_id: int):
     signature = _signature(signature_id)
     if ActionForm().validate_on_submit() and signature.status == HELD:
         signature.status = CONFIRMED
+        _audit("accept", signature.petition_id)
         db.session.commit()
         counts.forget()
         flash("Accepted: the signature counts.")
@@ -234,6 +297,7 @@ def discard(signature_id: int):
     signature = _signature(signature_id)
     slug = signature.petition.slug
     if ActionForm().validate_on_submit() and signature.status == HELD:
-        signing.withdraw(signature)
+        _audit("discard", signature.petition_id)
+        signing.withdraw(signature)  # commits the audit record with the deletion
         flash("Discarded: the held signature is deleted.")
     return redirect(url_for(".petition", slug=slug), code=303)
