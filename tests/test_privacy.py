@@ -14,6 +14,8 @@ from petition.models import CONFIRMED, HELD, OutboxMessage, Petition, Signature,
 from petition.settings import SETTINGS
 
 NOTICE = Path(__file__).resolve().parent.parent / "docs" / "en" / "privacy.md"
+README = NOTICE.parents[2] / "README.md"
+BACKUP_DAYS = 14
 DEFAULTS = {s.env: s.default for s in SETTINGS}
 
 
@@ -134,6 +136,12 @@ def test_the_privacy_notice_states_the_configured_numbers():
     assert f"a confirmation link after {DEFAULTS['PETITION_CONFIRM_DAYS']} days" in text
     assert f"link after {DEFAULTS['PETITION_MANAGE_DAYS']} days" in text
     assert "keyed hash" in text and "do not store your IP address" in text
+    assert f"replaced every {DEFAULTS['PETITION_IP_HASH_DAYS']} days" in text
+    assert f"erased {DEFAULTS['PETITION_IP_HASH_DAYS']} days after you sign" in text
+    # Backups are the operator's to rotate: README tells them the same number.
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    assert f"kept for at most {BACKUP_DAYS} days" in text and f"no longer than {BACKUP_DAYS} days" in readme
     numbers = {int(n) for n in re.findall(r"\b(\d+) days\b", text)}
     assert numbers == {DEFAULTS["PETITION_RETENTION_DAYS"], DEFAULTS["PETITION_CONFIRM_DAYS"],
-                       DEFAULTS["PETITION_MANAGE_DAYS"]}  # no other promise the code does not keep
+                       DEFAULTS["PETITION_MANAGE_DAYS"], DEFAULTS["PETITION_IP_HASH_DAYS"],
+                       BACKUP_DAYS}  # no other promise the code or README does not keep
