@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sqlite3
 
 import pytest
@@ -19,6 +20,7 @@ from conftest import SAME_ORIGIN, links_in, run_sender, submit
 CLIENT = "203.0.113.66"
 EMAIL = "trace.me@example.org"
 NAME = "Жанна Трасова"
+OWN = ("petition", "flask-limiter")  # loggers whose lines must name no one even before the filter
 
 
 @pytest.fixture
@@ -32,16 +34,19 @@ def captured():
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     own = Own()
-    logging.getLogger("petition").addHandler(own)
+    for name in OWN:
+        logging.getLogger(name).addHandler(own)
     buffer.own = own.lines  # type: ignore[attr-defined]
     yield buffer
-    logging.getLogger("petition").removeHandler(own)
+    for name in OWN:
+        logging.getLogger(name).removeHandler(own)
     root.removeHandler(handler)
     root.setLevel(level)
 
 
 class Own(logging.Handler):
-    """The service's own messages as it wrote them, before any filter: they must name no one by themselves."""
+    """Messages as the service and its rate limiter wrote them, before any filter: they must name no one by
+    themselves."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,7 +112,17 @@ def test_a_signing_session_a_503_and_a_500_leave_no_address_e_mail_or_token(app,
     with served.app_context():
         assert db.session.scalars(select(Signature)).all() == []
 
+    # Login refused past the per-address limit: the limiter's own log line names its key, a hash.
+    for n in range(11):
+        page = client.get("/organisers/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        answer = client.post("/organisers/login", data={"csrf_token": token, "email": f"guess{n}@example.org",
+                                                        "password": "not the password"})
+    assert answer.status_code == 429
+
     log = captured.getvalue()
+    assert "exceeded at endpoint: organisers.login" in log
+    assert any("exceeded at endpoint: organisers.login" in line for line in captured.own)
     # The log says what happened, by route...
     assert "visitors.manage answered 503" in log and "visitors.manage answered 500" in log
     assert "RuntimeError" in log
