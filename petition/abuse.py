@@ -33,13 +33,14 @@ def _limit(text: str) -> RateLimitItem:
     return parse(text)
 
 
-def refuse_over_hard_limit(slug: str) -> None:
+def refuse_over_hard_limit(slug: str, client: str) -> None:
     """Count this post against the hard limit; past it, a 429 that says when the window opens again.
 
     Checked here, in the signing view, rather than by a Flask-Limiter decorator: the decorator evaluates
-    its limits on every GET of the sign page too, the page each signer loads first."""
+    its limits on every GET of the sign page too, the page each signer loads first. ``client`` is the
+    sender's ``ip_hash``: never the plain address, or the store's keys would say who posted to which
+    petition."""
     item = _limit(current_app.config["SIGN_HARD_LIMIT"])
-    client = ip_hash()  # never the plain address: the store's keys would say who posted to which petition
     if not limiter.limiter.hit(item, "sign-hard", client, slug):
         reset = limiter.limiter.get_window_stats(item, "sign-hard", client, slug).reset_time
         abort(429, retry_after=max(1, int(reset - time.time()) + 1))
@@ -50,9 +51,8 @@ def _limits(text: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(text))
 
 
-def over_soft_limit(slug: str) -> bool:
+def over_soft_limit(slug: str, client: str) -> bool:
     """Count this submission in every window of the soft limit; True if the sender has passed any."""
-    client = ip_hash()
     hits = [limiter.limiter.hit(item, "sign-soft", client, slug)
             for item in _limits(current_app.config["SIGN_SOFT_LIMIT"])]  # all of them, always
     return not all(hits)
@@ -63,9 +63,9 @@ def looks_automated(form) -> bool:
     return bool((form.get(HONEYPOT) or "").strip())
 
 
-def held(form, slug: str, domain: str) -> bool:
+def held(form, slug: str, domain: str, client: str | None = None) -> bool:
     """Whether this submission waits for an organiser once confirmed: a bot's, or from a flooding address
     at a mail domain that is not a big provider's."""
-    flooding = over_soft_limit(slug)
+    flooding = over_soft_limit(slug, client or ip_hash())
     allowed = domain in current_app.config["SIGN_ALLOWED_DOMAINS"]
     return looks_automated(form) or (flooding and not allowed)

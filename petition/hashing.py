@@ -15,6 +15,7 @@ import os
 import secrets
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from flask import current_app
@@ -27,6 +28,12 @@ _lock = threading.Lock()
 _cache: dict[str, tuple[float, bytes]] = {}  # source -> (when checked, key)
 
 
+@lru_cache(maxsize=2)
+def _derived(configured: str) -> bytes:
+    """A configured key of any length, as 32 bytes: once, not on every request."""
+    return hashlib.sha256(configured.encode()).digest()
+
+
 def _key_path() -> Path:
     return Path(current_app.instance_path) / KEY_FILE
 
@@ -34,7 +41,7 @@ def _key_path() -> Path:
 def key() -> bytes:
     configured = current_app.config.get("HASH_KEY")
     if configured:
-        return hashlib.sha256(configured.encode()).digest()
+        return _derived(configured)
     path = _key_path()
     source = str(path)
     checked = _cache.get(source)

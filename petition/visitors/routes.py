@@ -44,7 +44,8 @@ def sign(slug: str):
     petition = petition_or_404(slug, cached=True)
     if not petition.is_open:
         return unavailable(petition)
-    abuse.refuse_over_hard_limit(slug)
+    client = abuse.ip_hash()  # once a request: the limits count it, the submission keeps it
+    abuse.refuse_over_hard_limit(slug, client)
     form = SignForm(request.form)
     if form.validate():
         address = form.email.address
@@ -52,7 +53,7 @@ def sign(slug: str):
             name=form.name.data, email=address.normalised, email_canonical=address.canonical,
             mailbox=address.mailbox, country=form.country.data, postcode=form.postcode.data,
             comment=form.comment.data, public=form.public.data, updates=form.updates.data,
-        ), held=abuse.held(request.form, slug, address.canonical.rpartition("@")[2]), ip_hash=abuse.ip_hash())
+        ), held=abuse.held(request.form, slug, address.canonical.rpartition("@")[2], client), ip_hash=client)
         if wants_fragment():  # signing in place: the thanks page's words, inside the petition's page
             return render_petition_page("thanks.html", petition, fragment="_thanks.html", with_counts=False)
         return redirect(thanks_page(slug), code=303)
