@@ -41,8 +41,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     options.setdefault("hide_parameters", True)  # a database error's text must not quote a signer's answers
-    if uri.startswith("sqlite"):
-        options.setdefault("connect_args", {}).setdefault("timeout", 30)  # seconds a writer waits its turn
+    connections.bound_waits(uri, options, app.config["DB_WAIT_SECONDS"])  # then 503, within gunicorn's timeout
     # A sign form's POST writes one row, atomic by itself, on connections that are in autocommit from the
     # start: no BEGIN and COMMIT around it, and no switching of a pooled connection's mode.
     app.config.setdefault("SQLALCHEMY_BINDS", {})[intake.AUTOCOMMIT] = {

@@ -132,15 +132,18 @@ def _checkpoint(engine: Engine, tries: int, wait_ms: int, queue: bool) -> bool:
     for attempt in range(tries):
         if attempt:
             time.sleep(RETRY_SECONDS)
-        with connections.writer_turn(engine) if queue else nullcontext(), _autocommit(engine) as connection:
-            timeout = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar())
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")  # not the writers' 30 seconds
-            try:
-                busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()[0]
-            except DBAPIError:  # locked by a writer of another process
-                busy = 1
-            finally:
-                connection.exec_driver_sql(f"PRAGMA busy_timeout={timeout}")
+        try:
+            with connections.writer_turn(engine) if queue else nullcontext(), _autocommit(engine) as connection:
+                timeout = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar())
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")  # not the writers' whole wait
+                try:
+                    busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()[0]
+                except DBAPIError:  # locked by a writer of another process
+                    busy = 1
+                finally:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout={timeout}")
+        except connections.DatabaseBusy:  # the writers' queue stayed taken: the sender tries again later
+            busy = 1
         if not busy:
             return True
     return False
@@ -151,8 +154,8 @@ def _compact_sqlite(engine: Engine, vacuum: bool) -> bool:
         try:
             with connections.writer_turn(engine), _autocommit(engine) as connection:
                 connection.exec_driver_sql("VACUUM")
-        except DBAPIError as error:
-            log.warning("VACUUM postponed: %s", type(error.orig).__name__)
+        except (DBAPIError, connections.DatabaseBusy) as error:
+            log.warning("VACUUM postponed: %s", type(getattr(error, "orig", error)).__name__)
             return False
     return _checkpoint(engine, COMPACT_TRIES, COMPACT_WAIT_MS, queue=True)
 

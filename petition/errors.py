@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import connections
 from .extensions import db, limiter
 from .layout import wants_fragment
 
@@ -25,13 +26,14 @@ MESSAGES = {
     429: "Too many signatures have come from your network in a short time. Please wait a while and try again.",
     503: "The petition service is busy for a moment. Nothing is lost: please try again in a minute.",
 }
-DATABASE_RETRY_AFTER = 30  # seconds
+DATABASE_RETRY_AFTER = 10  # seconds: a lock is usually gone by then, and a person would not wait longer
 
 
 def register(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(OperationalError, _database_unavailable)
     app.register_error_handler(SQLAlchemyTimeout, _database_unavailable)
+    app.register_error_handler(connections.DatabaseBusy, _database_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
 

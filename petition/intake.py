@@ -62,6 +62,7 @@ def record(petition: Petition, answers: Answers, held: bool, ip_hash: str | None
 
 
 def _write(engine: Engine, row: dict) -> None:
+    # Each wait ends after PETITION_DB_WAIT_SECONDS (connections): the turn, the pooled connection, SQLite's lock.
     with connections.writer_turn(engine), engine.connect() as connection:
         connection.execute(NEW_SUBMISSION, row)
 
@@ -73,8 +74,9 @@ def decide(limit: int = BATCH) -> int:
     One short transaction a batch, with the cap's counts and the signatures it needs read for the whole batch
     at once, so signers' posts never wait long behind it. Several senders may run: on PostgreSQL they take
     turns on a lock held to the end of the transaction, on SQLite in the writers' queue, so the cap is
-    counted by one of them at a time."""
-    with connections.writer_turn(db.engine):
+    counted by one of them at a time. Either turn waits ``connections.BACKGROUND_WAIT_SECONDS`` at most: no one
+    waits for the answer, and a round that fails is done again."""
+    with connections.writer_turn(db.engine, connections.BACKGROUND_WAIT_SECONDS):
         try:
             decided = _decide(limit)
             db.session.commit()
@@ -85,7 +87,9 @@ def decide(limit: int = BATCH) -> int:
 
 
 def _decide(limit: int) -> int:
-    if db.engine.dialect.name == "postgresql":
+    if db.engine.dialect.name == "postgresql":  # longer than the lock timeout a request has (connections)
+        db.session.execute(text("SELECT set_config('lock_timeout', :wait, true)"),
+                           {"wait": f"{connections.BACKGROUND_WAIT_SECONDS * 1000:.0f}"})
         db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('petition intake'))"))
     pending = db.session.scalars(select(Submission).where(Submission.decided_at.is_(None))
                                  .order_by(Submission.id).limit(limit)).all()

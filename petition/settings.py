@@ -37,6 +37,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _positive_seconds(value: str) -> float:
+    number = float(value)
+    if not 0 < number < float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
 def _domains(value: str) -> frozenset[str]:
     return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
 
@@ -49,6 +56,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PETITION_DATABASE_URL", "SQLALCHEMY_DATABASE_URI", None, str,
             "SQLAlchemy URL; default `sqlite:///<instance>/petition.sqlite3`. "
             "`postgresql+psycopg://user:password@host/db` for PostgreSQL."),
+    Setting("PETITION_DB_WAIT_SECONDS", "DB_WAIT_SECONDS", 5, _positive_seconds,
+            "Longest a request waits for the database at each step: a pooled connection, its turn among "
+            "SQLite's writers, SQLite's lock (busy timeout); on PostgreSQL the connection and any lock, unless "
+            "the URL sets `connect_timeout` or `options`. Then it answers 503 with `Retry-After`. Keep three "
+            "times it under gunicorn's `--timeout` (30 in the shipped unit)."),
     Setting("PETITION_SECRET_KEY", "SECRET_KEY", None, str,
             "Signs sessions, CSRF tokens and e-mail links. Default: generated once into `<instance>/secret_key`."),
     Setting("PETITION_SMTP_URL", "SMTP_URL", None, str,

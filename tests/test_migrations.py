@@ -28,5 +28,5 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
             return
         with db.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == app.config["DB_WAIT_SECONDS"] * 1000
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
