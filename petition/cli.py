@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import click
@@ -62,14 +61,17 @@ def sync() -> None:
 @with_appcontext
 def send_mail(loop: bool, interval: float) -> None:
     """Decide new submissions and deliver the e-mails waiting in the outbox, retrying failed ones with
-    back-off."""
+    back-off. With --loop, outages of the database or the mail server are waited out; SIGTERM stops it
+    between two messages."""
     logs.configure()
-    while True:
+    if loop:
+        sender.run_until_signalled(current_app.app_context().app, interval)  # the app, for a thread of its own
+        return
+    try:
         sent, failed = sender.run_once()
-        if not loop:
-            click.echo(f"sent {sent}, failed {failed}")
-            return
-        time.sleep(interval)
+    except Exception as error:
+        raise click.ClickException(f"e-mails not sent: {sender.describe(error)}") from None
+    click.echo(f"sent {sent}, failed {failed}")
 
 
 @click.command("serve")
