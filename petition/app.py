@@ -11,7 +11,7 @@ from flask import Flask, abort, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, connections, errors, inputs, intake, layout, origins, sessions, settings
+from . import cli, connections, errors, headers, inputs, intake, layout, origins, sessions, settings
 from .extensions import csrf, db, limiter, login_manager
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
@@ -77,7 +77,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     layout.install(app)
     errors.register(app)
     cli.register(app)
-    app.wsgi_app = errors.SecurityHeaders(app, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = headers.SecurityHeaders(app, app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = ReusedResponses(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 

@@ -104,7 +104,12 @@ def serve(host: str, port: int, threads: int) -> None:
     else:
         click.echo(f"E-mails: written to {app.config['OUTBOX_DIR']} (set PETITION_SMTP_URL to send them)")
     click.echo(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
-    waitress.serve(served, host=host, port=port, threads=threads, ident="petition")
+    # waitress kept: a slow client costs it a socket, not a thread, so its own settings (ten times the
+    # connections, a short idle timeout, header and body limits) keep it up for everyone. A bound per client
+    # address is no setting of it (nor of gunicorn's), and behind a proxy all clients share one address:
+    # nginx's limit_conn bounds them where the real address is known.
+    waitress.serve(served, host=host, port=port, threads=threads, ident="petition",
+                   **embedded.server_settings(app.config["MAX_CONTENT_LENGTH"]))
 
 
 @click.group()

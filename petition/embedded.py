@@ -7,14 +7,71 @@ site, with ``index.html`` for folders and the site's ``404.html`` for the rest.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
+import os
+import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 from wsgiref.util import FileWrapper
 
 from flask import Flask
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
+
+from .headers import SecurityHeaders
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Connections the embedded server holds at once (waitress' default is 100).
+CONNECTIONS = 1000
+_RESERVED_FILES = 100  # descriptors kept for the database, logs, the outbox and the site's files
+
+
+def server_settings(max_body: int) -> dict[str, Any]:
+    """waitress' settings for ``petition serve``: up for everyone under slow and oversized clients.
+
+    waitress reads every request in its one event loop and gives a worker thread only a complete request,
+    so a client that sends slowly holds a socket and a buffer, never a thread: a few hundred of them used up
+    the default limit of 100 connections, not the threads. The limit can be ten times that, with silent
+    connections closed soon and each one's headers and body bounded. One address can still take all of
+    them; facing the internet, the embedded run belongs behind a proxy that bounds connections per address.
+    """
+    return {
+        "connection_limit": _connection_limit(CONNECTIONS),
+        "asyncore_use_poll": True,  # select() cannot watch descriptors numbered 1024 and above
+        # A connection with nothing received or sent for this long is closed (looked at every cleanup_interval):
+        # idle keep-alive connections and stalled clients give back their place within half a minute.
+        "channel_timeout": 20,
+        "cleanup_interval": 5,
+        # nginx's default for a request's header lines (4 x 8 KiB): what one slow client can make us hold.
+        "max_request_header_size": 32 * 1024,
+        # Refused with 413 from Content-Length before a byte of the body is read, and a chunked body cut
+        # once this much has come in: the service's own limit (waitress refuses from this size on, hence +1).
+        "max_request_body_size": max_body + 1,
+    }
+
+
+def _connection_limit(wanted: int) -> int:
+    """``wanted``, raising the soft limit of open files if the system allows; else as many as it allows. A
+    connection is one descriptor, two while its answer overflows to a temporary file; at the files limit
+    waitress' accept() would fail on every turn of its loop."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: the platform's own limits apply
+        return wanted
+    needed = 2 * wanted + _RESERVED_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    allowed = max(1, (soft - _RESERVED_FILES) // 2)
+    logging.getLogger(__name__).warning("%d connections at most: the system allows %d open files", allowed, soft)
+    return allowed
 
 
 def site_and_service(app: Flask, site_dir: Path):
@@ -31,29 +88,43 @@ def site_and_service(app: Flask, site_dir: Path):
                 return _static(Request(environ), site_dir)(environ, start_response)
         except RequestRedirect:
             pass  # the service's own path: it answers these itself
+        except HTTPException:
+            pass  # a request the map refuses (a WebSocket upgrade): the service answers it with its error page
         return app(environ, start_response)
 
-    return application
+    # The site's files carry the service's protective headers too (the service's own answers keep theirs).
+    return SecurityHeaders(app, application)
 
 
 def _static(request: Request, site_dir: Path) -> Response:
     if request.method not in ("GET", "HEAD"):
         return Response("Method not allowed", 405, {"Allow": "GET, HEAD"})
-    path = (site_dir / request.path.lstrip("/")).resolve()
-    if site_dir not in path.parents and path != site_dir:
-        return _not_found(site_dir)
-    if path.is_dir():
-        if not request.path.endswith("/"):
-            return Response("", 301, {"Location": request.path + "/"})
-        path = path / "index.html"
-    if not path.is_file():
+    if _CONTROL.search(request.path):  # no URL of the site holds one (nor can a file name hold NUL)
+        return Response("Bad request", 400, mimetype="text/plain")
+    try:
+        path = (site_dir / request.path.lstrip("/")).resolve()
+        if site_dir not in path.parents and path != site_dir:
+            return _not_found(site_dir)
+        if path.is_dir():
+            if not request.path.endswith("/"):
+                # Named from the folder found, not from the request: nothing the client wrote is sent back.
+                folder = path.relative_to(site_dir).as_posix()
+                return Response("", 301, {"Location": "/" if folder == "." else quote(f"/{folder}/")})
+            path = path / "index.html"
+        if not path.is_file():
+            return _not_found(site_dir)
+        file = path.open("rb")
+    except (OSError, ValueError):
+        # A name no file of the site can have (a segment longer than the system allows, a loop of links, an
+        # encoding the file system refuses): there is no such page.
         return _not_found(site_dir)
     mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    response = Response(FileWrapper(path.open("rb")), mimetype=mimetype, direct_passthrough=True)
-    response.content_length = path.stat().st_size
+    stat = os.fstat(file.fileno())
+    response = Response(FileWrapper(file), mimetype=mimetype, direct_passthrough=True)
+    response.content_length = stat.st_size
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-cache"  # revalidate: editors rebuild the site at any time
-    response.last_modified = path.stat().st_mtime
+    response.last_modified = stat.st_mtime
     return response.make_conditional(request)
 
 

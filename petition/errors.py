@@ -1,10 +1,9 @@
-"""Error pages and response headers: every refusal is a clear page (or JSON under /api), never a trace."""
+"""Error pages: every refusal is a clear page (or JSON under /api), never a trace."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -89,53 +88,4 @@ def _unexpected_error(error: Exception):
     log.error("unexpected error: %s %s answered 500", request.method, request.endpoint, exc_info=error)
     return _render(500, InternalServerError().name,
                    "Something went wrong on our side. Please try again in a moment.")
-
-
-_DEFAULTS = (
-    ("X-Content-Type-Options", "nosniff"),
-    # Links in e-mails carry tokens: never pass a URL on to another site (our own needs it for CSRF on HTTPS).
-    ("Referrer-Policy", "same-origin"),
-    ("Content-Security-Policy", None),  # the policy, which depends on the site's frame
-)
-
-
-def _policy(shell) -> str:
-    scripts = " ".join(("'self'",) + (shell.script_hashes if shell else ()))  # the site frame's own scripts
-    return (f"default-src 'self'; script-src {scripts}; object-src 'none'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'none'")
-
-
-class SecurityHeaders:
-    """WSGI middleware: the headers every answer carries, unless the view set its own, error pages included.
-
-    Added to the plain list of header pairs that reaches the server: as an ``after_request`` hook, through
-    werkzeug's ``Headers`` and the response's parsed content type, they cost some 70,000 more CPU instructions
-    an answer, two answers for every signer."""
-
-    def __init__(self, app: Flask, wsgi_app: Callable) -> None:
-        self.app, self.wsgi_app = app, wsgi_app
-        self.frame: tuple = (object(), ())  # a frame, and its headers for other answers and for pages
-
-    def _for_frame(self) -> tuple[list, list]:
-        """The defaults for the frame the pages are served in now (``layout.install`` may replace it)."""
-        shell = self.app.extensions.get("petition.shell")
-        if shell is not self.frame[0]:
-            policy = _policy(shell)
-            defaults = [(name.lower(), name, value if value is not None else policy) for name, value in _DEFAULTS]
-            # Pages carry CSRF tokens and, behind links, a signer's own data: keep them out of every cache.
-            self.frame = (shell, (defaults, [*defaults, ("cache-control", "Cache-Control", "no-store")]))
-        return self.frame[1]
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        def start(status: str, headers: list, exc_info=None):
-            present, html = set(), False
-            for name, value in headers:
-                name = name.lower()
-                present.add(name)
-                if name == "content-type":
-                    html = value.split(";", 1)[0].strip().lower() == "text/html"
-            missing = [(name, value) for lower, name, value in self._for_frame()[html] if lower not in present]
-            return start_response(status, headers + missing, exc_info)
-
-        return self.wsgi_app(environ, start)
 

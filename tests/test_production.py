@@ -3,6 +3,7 @@ started as deploy/systemd/petition-web.service starts it, on loopback, and a sig
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SHIPPED_PETITIONS, Browser, free_port, need, wait_until_serving
+from test_headers import assert_protected, kinds_of_page
 
 pytestmark = pytest.mark.slow
 DEPLOY = ROOT / "deploy"
@@ -44,6 +46,18 @@ def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path, l
     directives = "\n".join(line.split("#")[0] for line in text.splitlines())
     assert "/srv/campaign" not in directives and "ssl" not in directives
     return text
+
+
+def raw_headers(port: int, path: str):
+    """The status and every header line of a GET, repeated ones included."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.headers.get_all
+    finally:
+        connection.close()
 
 
 def gunicorn_command(port: int) -> list[str]:
@@ -149,6 +163,13 @@ http {{
         status, headers, body = browser.request("/api/petitions/vadim-kuramshin")
         assert status == 200 and '"signature_count":1' in body
         assert headers["Access-Control-Allow-Origin"] == "*"
+
+        # Each protective header once, on what nginx serves itself and on what it passes on.
+        for kind, path in {**kinds_of_page(built_site), "confirmed page": confirm}.items():
+            status, lists = raw_headers(web_port, path)
+            assert status < 500, (kind, status)
+            assert_protected(kind, lambda name: lists(name) or [])
+            assert len(lists("Strict-Transport-Security") or []) == 1, kind
 
         web.terminate()  # the service down: nginx answers for it, and writes its error log
         web_output = web.communicate(timeout=10)[0]

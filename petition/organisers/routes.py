@@ -18,7 +18,7 @@ from ..models import CONFIRMED, HELD, AuditRecord, ExportLog, Organiser, Petitio
 from . import bp
 from .forms import ActionForm, EraseForm, EraseSubmissionsForm, ExportForm, FindForm, LoginForm
 
-FORMATS = {"csv": "text/csv; charset=utf-8",
+FORMATS = {"csv": "text/csv",  # Flask adds "; charset=utf-8" to text types
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 # The organiser's session key as it was at login, kept in the session beside Flask-Login's user id.
 SESSION_KEY = "organiser_key"
