@@ -10,52 +10,33 @@ takes tells nothing. Addresses are kept only as keyed hashes.
 
 from __future__ import annotations
 
-import time
-from functools import lru_cache
-
 from flask import abort, current_app
-from flask_limiter.util import get_remote_address
-from limits import RateLimitItem, parse, parse_many
 
-from . import hashing
-from .extensions import limiter
+from . import hashing, ratelimits
 
 HONEYPOT = "website"
 
 
 def ip_hash(address: str | None = None) -> str:
     """The keyed hash of ``address``, by default the client's (as the trusted proxy saw it)."""
-    return hashing.keyed(address or get_remote_address() or "unknown")
-
-
-@lru_cache(maxsize=8)
-def _limit(text: str) -> RateLimitItem:
-    return parse(text)
+    return hashing.keyed(address) if address else hashing.client()
 
 
 def refuse_over_hard_limit(slug: str, client: str) -> None:
     """Count this post against the hard limit; past it, a 429 that says when the window opens again.
 
-    Checked here, in the signing view, rather than by a Flask-Limiter decorator: the decorator evaluates
-    its limits on every GET of the sign page too, the page each signer loads first. ``client`` is the
-    sender's ``ip_hash``: never the plain address, or the store's keys would say who posted to which
-    petition."""
-    item = _limit(current_app.config["SIGN_HARD_LIMIT"])
-    if not limiter.limiter.hit(item, "sign-hard", client, slug):
-        reset = limiter.limiter.get_window_stats(item, "sign-hard", client, slug).reset_time
-        abort(429, retry_after=max(1, int(reset - time.time()) + 1))
-
-
-@lru_cache(maxsize=8)
-def _limits(text: str) -> tuple[RateLimitItem, ...]:
-    return tuple(parse_many(text))
+    ``client`` is the sender's ``ip_hash``: never the plain address, or the store's keys would say who
+    posted to which petition."""
+    limits = ratelimits.current()
+    passed = limits.hit_all(ratelimits.parsed(current_app.config["SIGN_HARD_LIMIT"]), "sign-hard", client, slug)
+    if passed:
+        abort(429, retry_after=limits.wait(passed, "sign-hard", client, slug))
 
 
 def over_soft_limit(slug: str, client: str) -> bool:
     """Count this submission in every window of the soft limit; True if the sender has passed any."""
-    hits = [limiter.limiter.hit(item, "sign-soft", client, slug)
-            for item in _limits(current_app.config["SIGN_SOFT_LIMIT"])]  # all of them, always
-    return not all(hits)
+    limits = ratelimits.parsed(current_app.config["SIGN_SOFT_LIMIT"])
+    return bool(ratelimits.current().hit_all(limits, "sign-soft", client, slug))
 
 
 def looks_automated(form) -> bool:

@@ -4,15 +4,13 @@ limited per account."""
 from __future__ import annotations
 
 import secrets
-import time
 from functools import cache
 
-from limits import parse_many
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import hashing
-from .extensions import db, limiter
+from . import hashing, ratelimits
+from .extensions import db
 from .models import Organiser, utcnow
 
 MIN_PASSWORD = 12
@@ -20,7 +18,7 @@ MIN_PASSWORD = 12
 # Failed logins per account, from whatever addresses: an attacker spread over many addresses gets 5 guesses a
 # minute and 20 an hour at one account, and the organiser whose account is attacked waits an hour at most.
 # Unknown addresses are counted and refused the same way, so a refusal tells nobody that an account exists.
-FAILED_LOGINS = tuple(parse_many("5 per minute;20 per hour"))
+FAILED_LOGINS = ratelimits.parsed("5 per minute;20 per hour")
 
 
 @cache
@@ -104,15 +102,14 @@ def authenticate(email: str, password: str) -> Organiser | None:
 
     Raise ``TooManyFailures`` while the address is paused, without checking the password."""
     account = hashing.keyed(normalise(email))  # the limiter's store never holds the address itself
-    paused = [limiter.limiter.get_window_stats(item, "login-account", account).reset_time
-              for item in FAILED_LOGINS if not limiter.limiter.test(item, "login-account", account)]
+    limits = ratelimits.current()
+    paused = [item for item in FAILED_LOGINS if not limits.test(item, "login-account", account)]
     if paused:
-        raise TooManyFailures(max(1, int(max(paused) - time.time()) + 1))
+        raise TooManyFailures(limits.wait(paused, "login-account", account))
     organiser = find(email)
     valid = check_password_hash(organiser.password_hash if organiser else _unknown(), password)
     if organiser is None or not valid or not organiser.active:
-        for item in FAILED_LOGINS:
-            limiter.limiter.hit(item, "login-account", account)
+        limits.hit_all(FAILED_LOGINS, "login-account", account)
         return None
     organiser.last_login_at = utcnow()
     db.session.commit()

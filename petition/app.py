@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, abort, request
-from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, connections, errors, headers, inputs, intake, layout, origins, sessions, settings
-from .extensions import csrf, db, limiter, login_manager
+from . import cli, connections, errors, headers, inputs, intake, layout, origins, ratelimits, sessions, settings
+from .extensions import csrf, db, login_manager
 
 # A form post holds a few short fields; anything larger is refused before it is parsed.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -35,7 +34,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token is bound to the session; a signer may read for an hour first
         SQLALCHEMY_ENGINE_OPTIONS={},  # connections are checked after idle instead (see connections)
-        RATELIMIT_HEADERS_ENABLED=False,  # Retry-After is set where it means something (429 and 503)
     )
     app.config.update(config)
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -59,8 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     # Organisers' pages only: a signer's request never loads a user (nor touches the session for it).
     login_manager.init_app(app, add_context_processor=False)
-    limiter.init_app(app)
-    _drop_idle_limiter_hooks(app)
+    ratelimits.init_app(app)
 
     from .api import bp as api_bp
     from .api.responses import ReusedResponses
@@ -80,18 +77,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.wsgi_app = headers.SecurityHeaders(app, app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = ReusedResponses(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
-
-
-def _drop_idle_limiter_hooks(app: Flask) -> None:
-    """Flask-Limiter hooks into every request, limit or none. The views that have limits (login, by its
-    decorator; signing, in the view) check them themselves, so its before_request hook only cost the count API
-    a third of its time. Its after_request hook writes rate-limit headers, which are off, and applies
-    ``deduct_when`` limits, which there are none of; its teardown drops state kept on the request context,
-    which goes with the request anyway."""
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
-    app.after_request_funcs[None] = [hook for hook in app.after_request_funcs[None]
-                                     if getattr(hook, "func", None) is not Limiter._Limiter__inject_headers]
-    app.teardown_request_funcs[None].remove(limiter._Limiter__release_context)
 
 
 def _refuse_undecodable_forms() -> None:

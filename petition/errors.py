@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -12,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import connections
-from .extensions import db, limiter
+from .extensions import db
 from .layout import wants_fragment
 
 log = logging.getLogger(__name__)
@@ -57,14 +56,11 @@ def _csrf_error(error: CSRFError):
 
 def _http_error(error: HTTPException):
     status = error.code or 500
-    # Our own abort() descriptions are for people; Flask-Limiter's ("4 per 1 hour") is not.
-    described = error.description if error.description != type(error).description and status != 429 else None
+    described = error.description if error.description != type(error).description else None
     response = _render(status, error.name, described or MESSAGES.get(status, error.name))
     for header in ("Allow", "Retry-After"):  # keep what the exception says to clients
         if header in error.get_response().headers:
             response.headers[header] = error.get_response().headers[header]
-    if status == 429 and limiter.current_limit is not None:  # when the sender's window opens again
-        response.headers["Retry-After"] = str(max(1, int(limiter.current_limit.reset_at - time.time())))
     return response
 
 

@@ -1,21 +1,15 @@
 """The Flask extensions, created unbound so that every module can import them without the app."""
 
 import sqlite3
-import threading
-import time
 from pathlib import Path
 
 from flask import Flask
-from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from limits.storage import MemoryStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
-
-from . import hashing
 
 
 class Base(DeclarativeBase):
@@ -40,39 +34,6 @@ def init_migrations(app: Flask) -> None:
         from flask_migrate import Migrate
 
         Migrate(app, db, directory=MIGRATIONS, render_as_batch=True)
-
-
-class ThreadSafeMemoryStorage(MemoryStorage):
-    """limits' ``memory://`` storage, swept for expired keys in the caller, at most once a ``SWEEP_SECONDS``.
-
-    The library's own starts a timer thread 10 ms after almost every hit to do that sweep: a new thread for
-    most signatures under load (a sixth of a worker's time), and two threads could start one timer at once
-    ("threads can only be started once", a 500 for a signer; limits 5.8.0). A counter past its expiry is
-    reset when it is next read whether swept or not, so the sweep only frees memory. Registered for the
-    ``memory`` scheme, this class takes that scheme's place."""
-
-    STORAGE_SCHEME = ["memory"]
-    SWEEP_SECONDS = 1.0
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._sweeping = threading.Lock()
-        self._next_sweep = 0.0
-        super().__init__(*args, **kwargs)
-
-    def _MemoryStorage__schedule_expiry(self) -> None:  # the private method the base class calls
-        now = time.monotonic()
-        if now < self._next_sweep or not self._sweeping.acquire(blocking=False):
-            return  # not due, or another thread is sweeping
-        try:
-            self._next_sweep = now + self.SWEEP_SECONDS
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-        finally:
-            self._sweeping.release()
-
-
-# Limits are declared where they apply (login, and later signing); storage is set by the app factory.
-# Counted by the keyed hash of the client's address, never the address itself.
-limiter = Limiter(key_func=hashing.client, default_limits=[])
 
 
 @event.listens_for(Engine, "connect")

@@ -18,8 +18,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from flask import current_app
-from flask_limiter.util import get_remote_address
+from flask import current_app, request
 
 KEY_FILE = "hash_key"
 RECHECK_SECONDS = 10.0  # how soon a process takes a key that ``rotate`` replaced
@@ -77,7 +76,7 @@ def keyed(value: str) -> str:
 
 def client() -> str:
     """The keyed hash of the client's address (as the trusted proxy saw it): what rate limits count by."""
-    return keyed(get_remote_address() or "unknown")
+    return keyed(request.remote_addr or "unknown")
 
 
 def rotate(max_age_days: int) -> bool:

@@ -329,26 +329,47 @@ def smtp_server():
         server.stop()
 
 
-@pytest.fixture
-def redis_url(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        need("Redis (Debian package redis-server)")
-    port = free_port()
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                               "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+class RedisServer:
+    """redis-server from Debian's package on a loopback port, which can be stopped and started again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            need("Redis (Debian package redis-server)")
+        self.folder, self.port = folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
         import redis
 
+        self.process = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no", "--dir", str(self.folder)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(port=port).ping()
-                break
+                redis.Redis(port=self.port).ping()
+                return
             except redis.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+                assert time.monotonic() < deadline and self.process.poll() is None, "redis-server did not start"
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # as a crash would: no goodbye to the clients
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    return redis_server.url

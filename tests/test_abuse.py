@@ -237,7 +237,7 @@ def test_memory_limits_hold_when_many_threads_hit_them_at_once(monkeypatch):
     from limits.storage import storage_from_string
     from limits.strategies import FixedWindowRateLimiter
 
-    from petition.extensions import ThreadSafeMemoryStorage
+    from petition.ratelimits import ThreadSafeMemoryStorage
 
     storage = storage_from_string("memory://")
     assert isinstance(storage, ThreadSafeMemoryStorage)

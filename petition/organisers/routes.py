@@ -3,6 +3,8 @@ signers is recorded in the audit table."""
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 
 from flask import (Response, abort, flash, jsonify, redirect, render_template, request, session, stream_template,
@@ -10,10 +12,10 @@ from flask import (Response, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import delete, func, select
 
-from .. import accounts, catalogue, charts, counts, emails, erasure, exports, mail, signing
+from .. import accounts, catalogue, charts, counts, emails, erasure, exports, hashing, mail, ratelimits, signing
 from ..catalogue import petition_or_404
 from ..countries import name as country_name
-from ..extensions import db, limiter, login_manager
+from ..extensions import db, login_manager
 from ..models import CONFIRMED, HELD, AuditRecord, ExportLog, Organiser, Petition, Signature, Submission, utcnow
 from . import bp
 from .forms import ActionForm, EraseForm, EraseSubmissionsForm, ExportForm, FindForm, LoginForm
@@ -23,6 +25,13 @@ FORMATS = {"csv": "text/csv",  # Flask adds "; charset=utf-8" to text types
 # The organiser's session key as it was at login, kept in the session beside Flask-Login's user id.
 SESSION_KEY = "organiser_key"
 LOG_ROWS = 20
+# Login attempts per client address, whatever the account (``accounts`` also limits them per account).
+LOGIN_LIMITS = "10 per minute;50 per hour"
+# Where a login may lead on: an organiser page, in printable ASCII without spaces or backslashes (a
+# control character would break the Location header, a backslash makes some browsers leave the site).
+OWN_PAGE = re.compile(r"/organisers/[!-\[\]-~]*")
+
+log = logging.getLogger(__name__)
 
 
 @login_manager.user_loader
@@ -46,10 +55,17 @@ def require_login():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute;50 per hour", methods=["POST"])
 def login():
     form = LoginForm()
     error = None
+    if request.method == "POST":
+        limits, client = ratelimits.current(), hashing.client()
+        passed = limits.hit_all(ratelimits.parsed(LOGIN_LIMITS), "login", client)
+        if passed:
+            log.warning("organisers.login answered 429: too many attempts from one address")
+            error = "Too many logins have been tried from your network. Please wait a while and try again."
+            return (render_template("organisers/login.html", form=form, error=error), 429,
+                    {"Retry-After": str(limits.wait(passed, "login", client))})
     if form.validate_on_submit():
         try:
             organiser = accounts.authenticate(form.email.data, form.password.data)
@@ -64,8 +80,7 @@ def login():
             login_user(organiser)
             session[SESSION_KEY] = organiser.session_key
             target = request.args.get("next", "")
-            # Only our own organiser pages: never an open redirect.
-            if not target.startswith("/organisers/") or target.startswith("//"):
+            if not OWN_PAGE.fullmatch(target):  # never an open redirect, nor a broken header
                 target = url_for(".dashboard")
             return redirect(target, code=303)
         error = "The e-mail address or the password is not right."  # the same for both
