@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, with_appcontext
 
 from . import accounts, catalogue, embedded, exports, logs, sender
 from .catalogue import petition_or_404
@@ -317,10 +317,25 @@ def _create_app() -> Flask:
     from . import create_app
     from .settings import ConfigError
 
+    _refuse_outside_a_project()
     try:
         return create_app()
     except ConfigError as error:  # a clear line for the operator, not a traceback
         raise click.ClickException(str(error)) from None
 
 
+def _refuse_outside_a_project() -> None:
+    """Anywhere else the default ``./instance`` would be a new one: an empty database, a new secret key."""
+    if os.environ.get("PETITION_INSTANCE_PATH") or Path("instance").is_dir() or Path("mkdocs.yml").is_file():
+        return
+    raise NoAppException(
+        f"No petition instance in {Path.cwd()}: there is no ./instance folder and this is not the project's "
+        "folder (no mkdocs.yml). Run the command in the project's folder, or point it at the instance with "
+        "PETITION_INSTANCE_PATH (for example PETITION_INSTANCE_PATH=/srv/campaign/instance, or set -a; "
+        ". /etc/petition/petition.env; set +a). Nothing was created.")
+
+
 main = FlaskGroup(create_app=_create_app, help=__doc__)
+# Also on the group itself, so that they are found, and their help shown, before any app is made.
+for _command in (serve, sync, send_mail, organiser, export, purge, backup, restore):
+    main.add_command(_command)

@@ -69,7 +69,8 @@ def live(tmp_path_factory, built_site):
     smtp.start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
-    env.update({"PETITION_SITE_DIR": str(built_site), "PETITION_PETITIONS_DIR": str(SHIPPED_PETITIONS),
+    env.update({"PETITION_INSTANCE_PATH": str(folder / "instance"), "PETITION_SITE_DIR": str(built_site),
+                "PETITION_PETITIONS_DIR": str(SHIPPED_PETITIONS),
                 "PETITION_SMTP_URL": smtp.url, "PETITION_COUNT_CACHE_SECONDS": "0"})
     server = subprocess.Popen([str(Path(sys.executable).with_name("petition")), "serve", "--port", str(port)],
                               cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

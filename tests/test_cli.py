@@ -62,6 +62,30 @@ def test_the_console_script_refuses_production_without_secrets(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_outside_a_project_the_command_says_what_is_missing_and_creates_nothing(tmp_path):
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    for args in (["send-mail"], ["organiser", "list"], ["db", "upgrade"], ["serve"], ["purge"]):
+        result = subprocess.run([str(PETITION), *args], cwd=empty, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode != 0, args
+        assert "No petition instance" in result.stderr and "PETITION_INSTANCE_PATH" in result.stderr, args
+        assert "Traceback" not in result.stderr + result.stdout, args
+    shown = subprocess.run([str(PETITION), "--help"], cwd=empty, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "send-mail" in shown.stdout and "Traceback" not in shown.stderr
+    assert list(empty.iterdir()) == []  # no ./instance, no database, no key
+
+    # Pointed at an instance, the same command works from there.
+    instance = tmp_path / "instance"
+    env["PETITION_INSTANCE_PATH"] = str(instance)
+    for args in (["db", "upgrade"], ["organiser", "list"]):
+        made = subprocess.run([str(PETITION), *args], cwd=empty, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert made.returncode == 0, made.stderr
+    assert (instance / "secret_key").is_file() and list(empty.iterdir()) == []
+
+
 def test_migrations_are_loaded_only_for_the_db_commands(tmp_path):
     """Flask-Migrate brings Alembic, a quarter of a second at every start: the app factory (every command,
     every worker) goes without, and ``petition db`` still has all of Flask-Migrate's commands and options."""
@@ -92,6 +116,7 @@ def test_serve_from_scratch_sign_confirm_from_the_eml_and_see_the_count(tmp_path
     """The README's promise: serve, sign, find the link in instance/outbox/, confirm, count."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env["PETITION_INSTANCE_PATH"] = str(tmp_path / "instance")  # a new one, as in a fresh clone
     env["PETITION_PETITIONS_DIR"] = str(SHIPPED_PETITIONS)
     env["PETITION_COUNT_CACHE_SECONDS"] = "0"
     env["PETITION_SITE_DIR"] = str(built_site)
