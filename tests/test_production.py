@@ -174,6 +174,11 @@ http {{
         web.terminate()  # the service down: nginx answers for it, and writes its error log
         web_output = web.communicate(timeout=10)[0]
         assert browser.request(confirm)[0] == 502
+        status, lists = raw_headers(web_port, confirm)  # nginx's own answer for the service
+        assert status == 502 and lists("Retry-After") == ["30"]
+        assert_protected("service away", lambda name: lists(name) or [])
+        status, headers, away = browser.request("/petitions/vadim-kuramshin/sign", signer)
+        assert status == 502 and "try again in a minute" in away and "frame-ancestors" in headers["Content-Security-Policy"]
     finally:
         proxy.terminate()
         web.terminate()
