@@ -24,7 +24,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import connections, mail
+from . import connections, mail, outbox
 from .extensions import db
 from .models import CompactionDue, OutboxMessage, Signature, Submission
 
@@ -54,7 +54,7 @@ def settle() -> None:
     """After the erasing commit: compact now where that is cheap, else leave it to the background sender."""
     if db.engine.dialect.name == "sqlite":
         _checkpoint(db.engine, SETTLE_TRIES, SETTLE_WAIT_MS, queue=False)
-    mail.wake_sender()
+    outbox.wake_sender()
 
 
 def due() -> bool:

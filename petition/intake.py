@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import connections, mail
+from . import connections, mail, outbox
 from .extensions import db
 from .models import OutboxMessage, Petition, Signature, Submission, utcnow
 
@@ -58,7 +58,7 @@ def record(petition: Petition, answers: Answers, held: bool, ip_hash: str | None
         if not error.connection_invalidated:
             raise
         _write(engine, row)
-    mail.wake_sender()
+    outbox.wake_sender()
 
 
 def _write(engine: Engine, row: dict) -> None:

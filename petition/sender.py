@@ -16,7 +16,7 @@ import threading
 from flask import Flask
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from . import connections, erasure, intake, logs, mail
+from . import connections, erasure, intake, logs, mail, outbox
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,9 @@ def run_once(transport: mail.Transport | None = None, stop: threading.Event | No
     total_sent = total_failed = 0
     while not (stop is not None and stop.is_set()):
         decided = intake.decide()
-        sent, failed = mail.deliver_due(transport, stop=stop)
+        sent, failed = outbox.deliver_due(transport, stop=stop)
         total_sent, total_failed = total_sent + sent, total_failed + failed
-        if decided < intake.BATCH and sent + failed < mail.BATCH:  # failed rows wait for their back-off
+        if decided < intake.BATCH and sent + failed < outbox.BATCH:  # failed rows wait for their back-off
             break
     if erasure.due():
         erasure.compact()
@@ -90,7 +90,7 @@ def run(app: Flask, stop: threading.Event, interval: float = 5.0, retry_max: flo
         if delay:
             stop.wait(delay)
         else:
-            mail.wait_for_work(interval)
+            outbox.wait_for_work(interval)
 
 
 def _discard_session() -> None:
@@ -102,7 +102,7 @@ def _discard_session() -> None:
 
 
 def start(app: Flask, interval: float = 5.0) -> threading.Event:
-    """Start ``run`` in a daemon thread; set the returned event (and call ``mail.wake_sender``) to stop it."""
+    """Start ``run`` in a daemon thread; set the returned event (and call ``outbox.wake_sender``) to stop it."""
     stop = threading.Event()
     thread = threading.Thread(target=run, args=(app, stop, interval), name="mail-sender", daemon=True)
     thread.start()
@@ -117,7 +117,7 @@ def run_until_signalled(app: Flask, interval: float = 5.0) -> None:
 
     def stopping(signum, frame) -> None:
         stop.set()
-        mail.wake_sender()
+        outbox.wake_sender()
 
     previous = {number: signal.signal(number, stopping) for number in (signal.SIGTERM, signal.SIGINT)}
     thread = threading.Thread(target=run, args=(app, stop, interval), name="mail-sender")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import erasure, mail
+from . import erasure, mail, outbox
 from .extensions import db
 from .models import CONFIRMED, HELD, OutboxMessage, Signature, Submission, utcnow
 
@@ -35,7 +35,7 @@ def confirm(submission: Submission) -> Signature:
                                                 Submission.email_canonical == canonical))
     db.session.add(OutboxMessage(signature_id=signature_id, kind=mail.COUNTED))
     db.session.commit()
-    mail.wake_sender()
+    outbox.wake_sender()
     return db.session.get(Signature, signature_id)
 
 

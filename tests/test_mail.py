@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from petition import accounts, intake, mail, sender
+from petition import accounts, intake, mail, outbox, sender
 from petition.extensions import db
 from petition.models import OutboxMessage, Petition, Signature, Submission, utcnow
 
@@ -26,7 +26,7 @@ def count(client) -> int:
     return client.get(COUNT).json["signature_count"]
 
 
-def outbox(app) -> list[OutboxMessage]:
+def outbox_rows(app) -> list[OutboxMessage]:
     with app.app_context():
         found = db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         db.session.expunge_all()
@@ -203,7 +203,7 @@ def test_the_background_sender_delivers_without_being_asked(app, client, smtp_se
         assert "manage" in links_in(receipt)
     finally:
         stop.set()
-        mail.wake_sender()
+        outbox.wake_sender()
         for thread in threading.enumerate():
             if thread.name == "mail-sender":
                 thread.join(timeout=10)
@@ -241,17 +241,17 @@ def test_a_non_ascii_address_is_given_up_at_once_by_a_server_without_smtputf8(ap
     assert run_sender(app) == (1, 1)
     [delivered] = inbox.wait_for(1)
     assert recipient(delivered) == "plain@example.org"  # the others still go
-    [refused] = [item for item in outbox(app) if item.sent_at is None]
+    [refused] = [item for item in outbox_rows(app) if item.sent_at is None]
     assert refused.failed_at is not None and refused.attempts == 1
     assert refused.last_error.startswith("SMTPNotSupportedError")
 
     make_due(app)
     assert run_sender(app) == (0, 0)  # never tried again
-    assert [item.attempts for item in outbox(app) if item.id == refused.id] == [1]
+    assert [item.attempts for item in outbox_rows(app) if item.id == refused.id] == [1]
     assert [envelope[1] for envelope in inbox.envelopes] == [["plain@example.org"]]
     with app.app_context():
-        assert [item.id for item in mail.given_up(petition_id(app))] == [refused.id]
-        assert mail.given_up(petition_id(app, "closed-one")) == []
+        assert [item.id for item in outbox.given_up(petition_id(app))] == [refused.id]
+        assert outbox.given_up(petition_id(app, "closed-one")) == []
 
     section = undelivered_section(log_in_as_organiser(app))
     assert "<td>confirm</td><td>1</td>" in section and "SMTPNotSupportedError" in section
@@ -280,7 +280,7 @@ def test_smtp_down_keeps_every_email_and_delivers_it_later(app, client, smtp_ser
         assert submit(client, email=f"signer{number}@example.org").status_code == 303
     with pytest.raises(mail.Unavailable, match=r"the mail server is unavailable \(ConnectionRefusedError\)"):
         run_sender(app)
-    items = outbox(app)
+    items = outbox_rows(app)
     assert all(i.sent_at is None and i.failed_at is None and i.attempts == 0 and i.next_attempt_at <= utcnow()
                for i in items)
     assert "ConnectionRefusedError" in items[0].last_error  # why the queue waits, for the operator
@@ -295,10 +295,10 @@ def test_a_server_away_for_long_never_makes_a_message_given_up(app, client, smtp
     app.config["SMTP_URL"] = smtp_server.url
     smtp_server.stop()
     submit(client)
-    for _ in range(mail.MAX_ATTEMPTS + 2):
+    for _ in range(outbox.MAX_ATTEMPTS + 2):
         with pytest.raises(mail.Unavailable):
             run_sender(app)
-    [item] = outbox(app)
+    [item] = outbox_rows(app)
     assert (item.attempts, item.failed_at, item.sent_at) == (0, None, None)
     smtp_server.start()
     assert run_sender(app) == (1, 0)
@@ -309,20 +309,20 @@ def test_a_server_that_keeps_refusing_is_tried_at_most_max_attempts_times(app, c
     inbox = Envelopes(rcpt_reply="451 4.3.0 Try again later")
     app.config["SMTP_URL"] = own_server(inbox)
     submit(client)
-    for attempt in range(1, mail.MAX_ATTEMPTS + 1):
+    for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
         assert run_sender(app) == (0, 1)
-        [item] = outbox(app)
+        [item] = outbox_rows(app)
         assert item.attempts == attempt
-        assert (item.failed_at is not None) == (attempt == mail.MAX_ATTEMPTS)
+        assert (item.failed_at is not None) == (attempt == outbox.MAX_ATTEMPTS)
         make_due(app)
     with app.app_context():
-        assert [i.attempts for i in mail.given_up(petition_id(app))] == [mail.MAX_ATTEMPTS]
+        assert [i.attempts for i in outbox.given_up(petition_id(app))] == [outbox.MAX_ATTEMPTS]
     inbox.rcpt_reply = None
     assert run_sender(app) == (0, 0)  # given up is given up: the server's change of mind does not revive it
-    assert [i.attempts for i in outbox(app)] == [mail.MAX_ATTEMPTS]
+    assert [i.attempts for i in outbox_rows(app)] == [outbox.MAX_ATTEMPTS]
     assert inbox.messages == []
     section = undelivered_section(log_in_as_organiser(app))
-    assert f"<td>confirm</td><td>{mail.MAX_ATTEMPTS}</td>" in section and "SMTPRecipientsRefused" in section
+    assert f"<td>confirm</td><td>{outbox.MAX_ATTEMPTS}</td>" in section and "SMTPRecipientsRefused" in section
 
 
 @pytest.mark.parametrize("reply, given_up", [
@@ -334,11 +334,11 @@ def test_a_refused_recipient_is_given_up_only_when_refused_for_good(app, client,
     app.config["SMTP_URL"] = own_server(inbox)
     submit(client)
     assert run_sender(app) == (0, 1)
-    [item] = outbox(app)
+    [item] = outbox_rows(app)
     assert item.attempts == 1 and item.last_error.startswith("SMTPRecipientsRefused")
     assert (item.failed_at is not None) is given_up
     with app.app_context():
-        assert len(mail.given_up(petition_id(app))) == (1 if given_up else 0)
+        assert len(outbox.given_up(petition_id(app))) == (1 if given_up else 0)
     inbox.rcpt_reply = None  # the server takes it now
     make_due(app)
     assert run_sender(app) == ((0, 0) if given_up else (1, 0))
@@ -346,9 +346,9 @@ def test_a_refused_recipient_is_given_up_only_when_refused_for_good(app, client,
 
 
 def test_backoff_grows_and_is_capped():
-    assert [mail.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
-    assert mail.backoff(50) == mail.MAX_BACKOFF
-    assert sum(mail.backoff(n).total_seconds() for n in range(1, mail.MAX_ATTEMPTS)) < 3 * 3600
+    assert [outbox.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert outbox.backoff(50) == outbox.MAX_BACKOFF
+    assert sum(outbox.backoff(n).total_seconds() for n in range(1, outbox.MAX_ATTEMPTS)) < 3 * 3600
 
 
 # ---------------------------------------------------------------- the embedded default and the transports
@@ -414,12 +414,12 @@ def test_smtp_credentials_from_the_url_are_used_to_log_in(app, client, own_serve
         intake.decide()
         wrong = mail.SmtpTransport(f"smtp://campaign:wrong@127.0.0.1:{port}", timeout=2)
         with pytest.raises(mail.Unavailable):  # our setup, not the message: kept, no try charged
-            mail.deliver_due(wrong)
+            outbox.deliver_due(wrong)
         item = db.session.scalars(select(OutboxMessage)).one()
         assert item.sent_at is None and item.failed_at is None and item.attempts == 0 and item.last_error
         db.session.commit()
         right = mail.SmtpTransport(f"smtp://campaign:s3cret%2Fpw@127.0.0.1:{port}", timeout=2)
-        assert mail.deliver_due(right) == (1, 0)
+        assert outbox.deliver_due(right) == (1, 0)
     assert len(inbox.wait_for(1)) == 1
     assert seen[0] == ("campaign", "wrong") and seen[-1] == ("campaign", "s3cret/pw")
 
@@ -433,13 +433,13 @@ def test_starttls_required_but_not_offered_keeps_the_message(app, client, smtp_s
     with pytest.raises(mail.Unavailable):
         run_sender(app)
     assert smtp_server.inbox.messages == []
-    [item] = outbox(app)
+    [item] = outbox_rows(app)
     assert "STARTTLS" in item.last_error and item.failed_at is None  # the operator can mend this
     assert item.attempts == 0
 
 
 def test_a_backlog_larger_than_one_batch_is_sent_whole(app, tmp_path):
-    backlog = mail.BATCH * 2 + 7
+    backlog = outbox.BATCH * 2 + 7
     with app.app_context():
         petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
         for number in range(backlog):
@@ -546,7 +546,7 @@ def test_two_senders_at_once_share_the_outbox_and_send_each_message_once(app, sm
         with app.app_context():
             mine = 0
             while True:
-                sent, failed = mail.deliver_due(limit=5)
+                sent, failed = outbox.deliver_due(limit=5)
                 assert failed == 0
                 if sent == 0:
                     break
@@ -563,4 +563,4 @@ def test_two_senders_at_once_share_the_outbox_and_send_each_message_once(app, sm
     received = smtp_server.inbox.wait_for(rows)
     assert len(received) == rows
     assert len({(m["Message-ID"], recipient(m)) for m in received}) == rows
-    assert all(item.sent_at is not None and item.attempts == 1 for item in outbox(app))
+    assert all(item.sent_at is not None and item.attempts == 1 for item in outbox_rows(app))

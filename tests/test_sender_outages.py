@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 import pg_cluster
 from conftest import Inbox, SmtpServer, free_port, links_in, need, submit
-from petition import catalogue, create_app, mail, sender
+from petition import catalogue, create_app, mail, outbox, sender
 from petition.extensions import db, init_migrations
 from petition.models import OutboxMessage, Petition, Submission, utcnow
 
@@ -242,7 +242,7 @@ def test_smtp_down_then_up_the_loop_stays_alive_and_delivers_each_once(app, clie
             assert thread.is_alive()
         finally:
             stop.set()
-            mail.wake_sender()
+            outbox.wake_sender()
             thread.join(timeout=10)
     assert not thread.is_alive()
     arrived = once_each(smtp_server.inbox.messages)

@@ -12,7 +12,7 @@ from flask import (Response, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import delete, func, select
 
-from .. import accounts, catalogue, charts, counts, emails, erasure, exports, hashing, mail, ratelimits, signing
+from .. import accounts, catalogue, charts, counts, emails, erasure, exports, hashing, outbox, ratelimits, signing
 from ..catalogue import petition_or_404
 from ..countries import name as country_name
 from ..extensions import db, login_manager
@@ -126,7 +126,7 @@ def petition(slug: str):
     return render_template("organisers/petition.html", petition=petition, status=counts.by_status(petition.id),
                            by_country=sorted(confirmed.by_country.items(), key=lambda kv: -kv[1]),
                            country_name=country_name, chart=chart, held=held, log=log, audit=audit,
-                           undelivered=mail.given_up(petition.id),
+                           undelivered=outbox.given_up(petition.id),
                            export_form=ExportForm(request.args), form=ActionForm())
 
 
