@@ -64,6 +64,9 @@ def configure(level: int = logging.INFO, stream=None) -> None:
 # gunicorn's settings when loaded as ``--config python:petition.logs``: its own logging, through the same
 # filter, and no access log (paths carry tokens, and visitors' addresses are personal data).
 accesslog = None
+# gunicorn 27 opens a control socket under $HOME, which the unit's read-only file system refuses (an error line
+# at every start) and which two services on one host would share. Older versions ignore the name.
+control_socket_disable = True
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

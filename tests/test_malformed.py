@@ -54,3 +54,15 @@ def test_malformed_service_paths_are_refused_with_a_4xx(app, client, caplog):
         assert "Traceback" not in answer.get_data(as_text=True)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert len(caplog.records) <= len(paths)  # at most one line each
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_id_past_any_row_is_a_404_not_a_500(app, client):
+    with app.app_context():
+        accounts.add(ORGANISER, PASSWORD)
+    assert log_in_to(client, "/organisers/").status_code == 303
+    token = csrf_token(client, "/organisers/")
+    for path in ("/organisers/signatures/99999999999999999999999/erase",
+                 "/organisers/signatures/2147483648/accept", "/organisers/signatures/99999999999999999999999/discard"):
+        assert client.post(path, data={"csrf_token": token}).status_code == 404, path
+    assert client.get("/organisers/signatures/99999999999999999999999/erase").status_code == 404

@@ -274,7 +274,7 @@ def _signature(signature_id: int) -> Signature:
     return signature
 
 
-@bp.route("/signatures/<int:signature_id>/erase", methods=["GET", "POST"])
+@bp.route("/signatures/<int(max=2147483647):signature_id>/erase", methods=["GET", "POST"])
 def erase(signature_id: int):
     """Asks first: the page says whose signature goes and what goes with it; only its post erases."""
     signature = _signature(signature_id)
@@ -294,7 +294,7 @@ def erase(signature_id: int):
     return redirect(back, code=303)
 
 
-@bp.post("/signatures/<int:signature_id>/accept")
+@bp.post("/signatures/<int(max=2147483647):signature_id>/accept")
 def accept(signature_id: int):
     """A held signature, confirmed by its owner, counts from now on."""
     signature = _signature(signature_id)
@@ -307,7 +307,7 @@ def accept(signature_id: int):
     return redirect(url_for(".petition", slug=signature.petition.slug), code=303)
 
 
-@bp.post("/signatures/<int:signature_id>/discard")
+@bp.post("/signatures/<int(max=2147483647):signature_id>/discard")
 def discard(signature_id: int):
     signature = _signature(signature_id)
     slug = signature.petition.slug
