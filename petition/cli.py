@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, NoAppException, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 
 from . import accounts, catalogue, embedded, exports, logs, sender
 from .catalogue import petition_or_404
@@ -19,21 +19,26 @@ from .declarations import DeclarationError
 from .extensions import init_migrations
 
 
+# In the context's meta: whether this command may make a new instance (``db upgrade`` and ``serve`` only).
+MAKES_INSTANCE = "petition.makes-instance"
+
+
 def register(app: Flask) -> None:
-    for command in (serve, sync, send_mail, organiser, export, purge, backup, restore):
+    for command in _commands():
         app.cli.add_command(command)
-    app.cli.add_command(_Migrations(app))
 
 
 class _Migrations(click.Group):
     """``petition db``: Flask-Migrate's command group, imported and set up only when it is invoked."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self) -> None:
         super().__init__("db", help="Migrate the database (Flask-Migrate): upgrade, downgrade, current, ...")
-        self.app = app
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
-        init_migrations(self.app)
+        if parent is not None:
+            parent.meta[MAKES_INSTANCE] = args[:1] == ["upgrade"]
+        info = (parent or click.get_current_context()).ensure_object(ScriptInfo)
+        init_migrations(info.load_app())
         from flask_migrate.cli import db
 
         return db.make_context(info_name, args, parent=parent, **extra)  # the context runs that group
@@ -325,8 +330,18 @@ def _create_app() -> Flask:
 
 
 def _refuse_outside_a_project() -> None:
-    """Anywhere else the default ``./instance`` would be a new one: an empty database, a new secret key."""
-    if os.environ.get("PETITION_INSTANCE_PATH") or Path("instance").is_dir() or Path("mkdocs.yml").is_file():
+    """Anywhere else the default ``./instance`` would be a new one: an empty database, a new secret key. Only
+    ``db upgrade`` and ``serve`` may make a new instance, and only where they are told to."""
+    context = click.get_current_context(silent=True)
+    makes = context is not None and (context.meta.get(MAKES_INSTANCE) or context.command_path.endswith(" serve"))
+    configured = os.environ.get("PETITION_INSTANCE_PATH")
+    if configured:
+        if makes or Path(configured).is_dir():
+            return
+        raise NoAppException(
+            f"PETITION_INSTANCE_PATH={configured}: there is no such folder. Check the path; only `petition db "
+            "upgrade` and `petition serve` make a new instance. Nothing was created.")
+    if Path("instance").is_dir() or Path("mkdocs.yml").is_file():
         return
     raise NoAppException(
         f"No petition instance in {Path.cwd()}: there is no ./instance folder and this is not the project's "
@@ -335,7 +350,11 @@ def _refuse_outside_a_project() -> None:
         ". /etc/petition/petition.env; set +a). Nothing was created.")
 
 
+def _commands() -> tuple[click.Command, ...]:
+    return (serve, sync, send_mail, organiser, export, purge, backup, restore, _Migrations())
+
+
 main = FlaskGroup(create_app=_create_app, help=__doc__)
 # Also on the group itself, so that they are found, and their help shown, before any app is made.
-for _command in (serve, sync, send_mail, organiser, export, purge, backup, restore):
+for _command in _commands():
     main.add_command(_command)

@@ -76,9 +76,14 @@ def test_outside_a_project_the_command_says_what_is_missing_and_creates_nothing(
     assert shown.returncode == 0 and "send-mail" in shown.stdout and "Traceback" not in shown.stderr
     assert list(empty.iterdir()) == []  # no ./instance, no database, no key
 
-    # Pointed at an instance, the same command works from there.
+    # A mistyped instance path is not made into a new instance, except by the two commands that make one.
     instance = tmp_path / "instance"
     env["PETITION_INSTANCE_PATH"] = str(instance)
+    for args in (["organiser", "list"], ["send-mail"], ["purge"], ["db", "current"]):
+        result = subprocess.run([str(PETITION), *args], cwd=empty, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode != 0 and "no such folder" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and not instance.exists(), args
     for args in (["db", "upgrade"], ["organiser", "list"]):
         made = subprocess.run([str(PETITION), *args], cwd=empty, env=env, capture_output=True, text=True,
                               timeout=60)

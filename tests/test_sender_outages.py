@@ -349,6 +349,7 @@ def test_send_mail_once_with_a_part_away_exits_with_one_line(tmp_path, petitions
                 "PETITION_SMTP_URL": f"smtp://127.0.0.1:{free_port()}"})  # nothing listens there
     if part == "database":
         env["PETITION_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+        (tmp_path / "instance").mkdir()  # an instance whose database is away
     else:
         app = app_on(f"sqlite:///{tmp_path / 'instance' / 'petition.sqlite3'}", tmp_path, petitions_dir, None)
         queue(app, range(1))
