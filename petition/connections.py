@@ -81,6 +81,10 @@ def bound_waits(uri: str, options: dict[str, Any], seconds: float) -> None:
         given = {**url.query, **connect_args}  # the driver's own keywords, from either place
         if "connect_timeout" not in given:  # a host that drops packets: libpq would wait for TCP's minutes
             connect_args["connect_timeout"] = max(2, math.ceil(seconds))  # whole seconds, 2 at least
+        if "tcp_user_timeout" not in given:
+            # A server whose packets are dropped (a network cut, a host gone): the statement fails once what
+            # was sent has gone unacknowledged this long, instead of after TCP's quarter of an hour.
+            connect_args["tcp_user_timeout"] = math.ceil(seconds * 1000)
         if "options" not in given:
             # A row or table another transaction holds. No statement_timeout: exports, the purge and VACUUM
             # run long statements on purpose, and a request's statements are short and take no lock to wait for.

@@ -61,7 +61,8 @@ def test_every_wait_for_the_database_has_an_end(tmp_path):
     postgres = create_app({"INSTANCE_PATH": str(tmp_path / "p"), "SECRET_KEY": "k", "DB_WAIT_SECONDS": 2.5,
                            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1/none"})
     options = postgres.config["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options["connect_args"] == {"connect_timeout": 3, "options": "-c lock_timeout=2500"}
+    assert options["connect_args"] == {"connect_timeout": 3, "tcp_user_timeout": 2500,
+                                       "options": "-c lock_timeout=2500"}
     assert options["pool_timeout"] == 2.5
     given = create_app({"INSTANCE_PATH": str(tmp_path / "g"), "SECRET_KEY": "k",
                         "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1/none?connect_timeout=9"})
