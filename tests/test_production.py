@@ -33,11 +33,11 @@ def nginx_binary() -> str:
 def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path, logs: Path) -> str:
     """The shipped server block, with only what a loopback test must change: no TLS, our ports and paths."""
     blocks = re.split(r"\n(?=server \{)", conf)
-    https = next(b for b in blocks if "listen 443 ssl;" in b)
+    https = next(b for b in blocks if "listen 443 ssl http2;" in b)
     upstream = blocks[0]
-    https = re.sub(r"\n\s*(listen \[::\]:443 ssl;|http2 on;|ssl_certificate\S* [^\n]+;|add_header Strict-Transport-Security[^\n]+)",
+    https = re.sub(r"\n\s*(listen \[::\]:443 ssl http2;|ssl_certificate\S* [^\n]+;|add_header Strict-Transport-Security[^\n]+)",
                    "", https)
-    https = https.replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
+    https = https.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port};")
     text = upstream + "\n" + https
     text = text.replace("127.0.0.1:8001", f"127.0.0.1:{upstream_port}")
     text = text.replace("/srv/campaign/site", str(site))
@@ -48,11 +48,11 @@ def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path, l
     return text
 
 
-def raw_headers(port: int, path: str):
-    """The status and every header line of a GET, repeated ones included."""
+def raw_headers(port: int, path: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
+    """The status and every header line of an answer, repeated ones included."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body, headers or {})
         response = connection.getresponse()
         response.read()
         return response.status, response.headers.get_all
@@ -170,6 +170,17 @@ http {{
             assert status < 500, (kind, status)
             assert_protected(kind, lambda name: lists(name) or [])
             assert len(lists("Strict-Transport-Security") or []) == 1, kind
+        # nginx's own refusals, and a Range past the end of a file (ignored: the whole file), alike.
+        for kind, method, path, extra, body, expected in (
+                ("body over 64k", "POST", "/organisers/login", {}, b"x" * 70 * 1024, 413),
+                ("10 KB URI", "GET", "/" + "a" * 10 * 1024, {}, None, 414),
+                ("20 KB header", "GET", "/", {"X-Padding": "b" * 20 * 1024}, None, 400),
+                ("range past the end", "GET", "/assets/logo.svg", {"Range": "bytes=99999-"}, None, 200)):
+            status, lists = raw_headers(web_port, path, method, extra, body)
+            assert status == expected, (kind, status)
+            assert_protected(kind, lambda name: lists(name) or [])
+            assert len(lists("Strict-Transport-Security") or []) == 1, kind
+        assert lists("Cache-Control") == ["public, max-age=3600"] and not lists("Content-Range")
 
         web.terminate()  # the service down: nginx answers for it, and writes its error log
         web_output = web.communicate(timeout=10)[0]
@@ -190,3 +201,35 @@ http {{
     for log in (web_output, nginx_logs):
         assert "ekaterina@example.org" not in log and token not in log and "client:" not in log
     assert "Booting worker" in web_output  # gunicorn's own lines are kept
+
+
+def test_the_shipped_configuration_is_valid_for_this_nginx_with_tls_as_written(tmp_path, built_site):
+    """The whole file, TLS and HTTP/2 included, as nginx -t reads it: only names, paths and ports replaced."""
+    nginx = nginx_binary()
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        need("openssl (Debian package openssl)")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    text = (DEPLOY / "nginx" / "campaign.conf").read_text(encoding="utf-8")
+    text = re.sub(r"/etc/letsencrypt/live/campaign.example/fullchain.pem", str(tmp_path / "cert.pem"), text)
+    text = re.sub(r"/etc/letsencrypt/live/campaign.example/privkey.pem", str(tmp_path / "key.pem"), text)
+    text = text.replace("/srv/campaign/site", str(built_site)).replace("/srv/campaign/deploy", str(DEPLOY))
+    text = text.replace("/srv/campaign/acme", str(tmp_path)).replace("/var/log/nginx/", f"{tmp_path}/")
+    text = re.sub(r"listen (\[::\]:)?(80|443)", lambda m: f"listen 127.0.0.1:{free_port()}", text)
+    (tmp_path / "campaign.conf").write_text(text)
+    (tmp_path / "nginx.conf").write_text(f"""
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 16; }}
+http {{
+    include /etc/nginx/mime.types;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    include {tmp_path}/campaign.conf;
+}}
+""")
+    checked = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
