@@ -12,6 +12,7 @@ import os
 import re
 import smtplib
 import ssl
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -49,6 +50,51 @@ def _loopback(host: str) -> bool:
         return False
 
 
+STARTTLS_POLICIES = ("require", "auto", "off")
+SMTP_URL_EXAMPLES = "smtp://user:password@mail.example.org:587 or smtps://user:password@mail.example.org:465"
+
+
+@dataclass(frozen=True)
+class SmtpUrl:
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    starttls: str
+
+
+def parse_smtp_url(url: str) -> SmtpUrl:
+    """Read ``PETITION_SMTP_URL``, or raise ValueError saying what is wrong with it (never quoting the URL,
+    which may hold a password)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is no number or out of range, a broken [IPv6] address
+        raise ValueError(f"its server and port cannot be read; for example {SMTP_URL_EXAMPLES}") from None
+    if parts.scheme not in ("smtp", "smtps"):
+        found = f"not {parts.scheme}://" if parts.scheme else "it has no scheme"
+        raise ValueError(f"it must start with smtp:// or smtps:// ({found}); for example {SMTP_URL_EXAMPLES}")
+    if not parts.hostname:
+        raise ValueError(f"it names no mail server; for example {SMTP_URL_EXAMPLES}")
+    if port == 0:
+        raise ValueError(f"its port must be a number from 1 to 65535; for example {SMTP_URL_EXAMPLES}")
+    unknown = sorted(set(parse_qs(parts.query, keep_blank_values=True)) - {"starttls"})
+    if unknown:
+        raise ValueError(f"it has an unknown parameter {unknown[0]!r} (the only one is starttls); for example "
+                         "smtp://127.0.0.1:1025?starttls=off")
+    tls = parts.scheme == "smtps"
+    host = parts.hostname
+    default = "auto" if _loopback(host) else "require"
+    starttls = parse_qs(parts.query).get("starttls", [default])[0]
+    if starttls not in STARTTLS_POLICIES:
+        raise ValueError(f"starttls must be one of {', '.join(STARTTLS_POLICIES)}, not {starttls!r}; for example "
+                         "smtp://127.0.0.1:1025?starttls=off")
+    return SmtpUrl(tls=tls, host=host, port=port or (465 if tls else 587),
+                   username=unquote(parts.username) if parts.username else None,
+                   password=unquote(parts.password) if parts.password else None, starttls=starttls)
+
+
 class SmtpTransport:
     """``smtp://user:pass@host:port`` (STARTTLS) or ``smtps://`` (TLS at once).
 
@@ -56,21 +102,19 @@ class SmtpTransport:
     who strips it) gets neither the password nor the messages. ``?starttls=auto`` takes it only when offered,
     ``?starttls=off`` never; both are the operator's explicit choice. On loopback ``auto`` is the default."""
 
-    POLICIES = ("require", "auto", "off")
+    POLICIES = STARTTLS_POLICIES
 
     def __init__(self, url: str, timeout: float = 30) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("PETITION_SMTP_URL must look like smtp://user:password@host:port or smtps://…")
-        self.tls = parts.scheme == "smtps"
-        self.host = parts.hostname
-        self.port = parts.port or (465 if self.tls else 587)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        default = "auto" if _loopback(self.host) else "require"
-        self.starttls = parse_qs(parts.query).get("starttls", [default])[0]
-        if self.starttls not in self.POLICIES:
-            raise ValueError(f"PETITION_SMTP_URL: starttls must be one of {', '.join(self.POLICIES)}")
+        try:
+            parsed = parse_smtp_url(url)
+        except ValueError as error:
+            raise ValueError(f"PETITION_SMTP_URL: {error}") from None
+        self.tls = parsed.tls
+        self.host = parsed.host
+        self.port = parsed.port
+        self.username = parsed.username
+        self.password = parsed.password
+        self.starttls = parsed.starttls
         self.timeout = timeout
 
     def send(self, message: EmailMessage) -> None:

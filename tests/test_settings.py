@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from petition import create_app
 from petition.settings import SETTINGS, ConfigError, read_environment
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+PETITION = Path(sys.executable).with_name("petition")
 
 
 def test_the_embedded_default_keeps_everything_in_the_instance_folder(tmp_path, monkeypatch):
@@ -137,3 +141,96 @@ def test_readme_documents_every_setting_with_its_default():
         assert row, f"{setting.env} is not documented in README.md"
         if isinstance(setting.default, (int, str)) and setting.default and "/" not in str(setting.default):
             assert str(setting.default) in row.group(1), setting.env
+
+
+# Each once started the service and failed later: a 500 for every signer, a traceback from every command, or a
+# sender failing round after round. Now none of them starts.
+BAD_VALUES = [
+    ("PETITION_SIGN_HARD_LIMIT", "bogus", "'bogus' is not a rate limit"),
+    ("PETITION_SIGN_SOFT_LIMIT", "5 per fortnight", "'5 per fortnight' is not a rate limit"),
+    ("PETITION_SIGN_SOFT_LIMIT", "5 per minute; 30 per soon", "'30 per soon' is not a rate limit"),
+    ("PETITION_SIGN_HARD_LIMIT", "300 per hour;", "one of its limits is empty"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "bogus://x", "bogus:// is no store limits knows"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "127.0.0.1:6379", "no scheme://"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "async+redis://127.0.0.1:6379", "async+redis:// is no store"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "redis://127.0.0.1:port", "cannot be used"),
+    ("PETITION_SMTP_URL", "foo://x", "must start with smtp:// or smtps://"),
+    ("PETITION_SMTP_URL", "mail.example.org", "must start with smtp:// or smtps://"),
+    ("PETITION_SMTP_URL", "smtp://mail.example.org?starttls=bogus", "starttls must be one of require, auto, off"),
+    ("PETITION_SMTP_URL", "smtp://mail.example.org:99999", "port"),
+    ("PETITION_BASE_URL", "notaurl", "must start with http:// or https://"),
+    ("PETITION_BASE_URL", "https://campaign.example/petitions", "no path"),
+    ("PETITION_BASE_URL", "https://campaign.example/?lang=ru", "no path, query or fragment"),
+    ("PETITION_BASE_URL", "https://", "names no host"),
+    ("PETITION_BASE_URL", "https://campaign.example:http", "port"),
+]
+
+
+@pytest.mark.parametrize("variable, value, problem", BAD_VALUES)
+def test_a_bad_value_is_refused_at_start_naming_variable_problem_and_example(tmp_path, monkeypatch, variable,
+                                                                            value, problem):
+    monkeypatch.setenv("PETITION_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as refused:
+        create_app()
+    message = str(refused.value)
+    assert message.startswith(f"{variable}: ") and problem in message
+    assert "for example" in message
+    assert "\n" not in message
+    assert not (tmp_path / "instance").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("PETITION_SMTP_URL", "foo://campaign:s3cret-pw@mail.example.org"),
+    ("PETITION_SMTP_URL", "smtp://campaign:s3cret-pw@mail.example.org?starttls=maybe"),
+    ("PETITION_SMTP_URL", "smtp://campaign:s3cret-pw@mail.example.org:port"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "bogus://:s3cret-pw@redis.internal:6379"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "redis://:s3cret-pw@redis.internal:port"),
+    ("PETITION_BASE_URL", "https://campaign:s3cret-pw@campaign.example"),
+])
+def test_a_refusal_never_repeats_a_password(variable, value):
+    with pytest.raises(ConfigError, match=variable) as refused:
+        read_environment({variable: value})
+    assert "s3cret-pw" not in str(refused.value)
+
+
+@pytest.mark.parametrize("variable, value, key", [
+    ("PETITION_RATELIMIT_STORAGE_URL", "redis://127.0.0.1:6379", "RATELIMIT_STORAGE_URI"),
+    ("PETITION_RATELIMIT_STORAGE_URL", "memory://", "RATELIMIT_STORAGE_URI"),
+    ("PETITION_SMTP_URL", "smtp://user:pw@host:587", "SMTP_URL"),
+    ("PETITION_SMTP_URL", "smtps://host:465", "SMTP_URL"),
+    ("PETITION_SMTP_URL", "smtp://127.0.0.1:1025?starttls=off", "SMTP_URL"),
+    ("PETITION_SIGN_SOFT_LIMIT", "10/minute, 50 per 2 hours", "SIGN_SOFT_LIMIT"),
+    ("PETITION_SIGN_HARD_LIMIT", "1000 per day", "SIGN_HARD_LIMIT"),
+    ("PETITION_BASE_URL", "http://[::1]:8000", "BASE_URL"),
+    ("PETITION_BASE_URL", "https://campaign.example:8443", "BASE_URL"),
+])
+def test_good_values_are_taken_as_written(tmp_path, monkeypatch, variable, value, key):
+    monkeypatch.setenv("PETITION_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    assert create_app().config[key] == value  # the store is not connected to: none is running here
+
+
+def test_the_defaults_pass_their_own_checks(tmp_path, monkeypatch):
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.env, raising=False)
+    monkeypatch.setenv("PETITION_INSTANCE_PATH", str(tmp_path))
+    config = create_app().config
+    defaults = {setting.key: setting.default for setting in SETTINGS}
+    for key in ("BASE_URL", "RATELIMIT_STORAGE_URI", "SIGN_SOFT_LIMIT", "SIGN_HARD_LIMIT"):
+        assert config[key] == defaults[key]
+    assert config["SMTP_URL"] is None
+
+
+def test_the_console_script_prints_one_line_for_a_bad_value(tmp_path):
+    """Once a limits ConfigurationError's traceback from every command."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PETITION_")}
+    env.update(PETITION_INSTANCE_PATH=str(tmp_path), PETITION_RATELIMIT_STORAGE_URL="bogus://x")
+    result = subprocess.run([str(PETITION), "sync"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: PETITION_RATELIMIT_STORAGE_URL: bogus:// is no store")
+    assert "for example memory://" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # refused before the instance was touched
