@@ -112,7 +112,7 @@ def serve(host: str, port: int, threads: int) -> None:
     # waitress kept: a slow client costs it a socket, not a thread, so its own settings (ten times the
     # connections, a short idle timeout, header and body limits) keep it up for everyone. A bound per client
     # address is no setting of it (nor of gunicorn's), and behind a proxy all clients share one address:
-    # nginx's limit_conn bounds them where the real address is known.
+    # facing the internet, nginx stands in front (it drops trickling clients and passes on whole requests).
     waitress.serve(served, host=host, port=port, threads=threads, ident="petition",
                    **embedded.server_settings(app.config["MAX_CONTENT_LENGTH"]))
 
