@@ -123,10 +123,10 @@ def organiser() -> None:
 
 
 def _password(generate: bool) -> str:
+    """A generated password is printed by the caller only once the account change has succeeded: printed
+    before a refusal, it would look like the password in force."""
     if generate:
-        password = accounts.generate_password()
-        click.echo(f"Password: {password}")
-        return password
+        return accounts.generate_password()
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
@@ -143,8 +143,11 @@ def _account_command(action) -> None:
 @with_appcontext
 def organiser_add(email: str, generate: bool) -> None:
     """Create an organiser account."""
-    _account_command(lambda: accounts.add(email, _password(generate)))
+    password = _password(generate)
+    _account_command(lambda: accounts.add(email, password))
     click.echo(f"Organiser {accounts.normalise(email)} added.")
+    if generate:
+        click.echo(f"Password: {password}")
 
 
 @organiser.command("reset-password")
@@ -153,8 +156,11 @@ def organiser_add(email: str, generate: bool) -> None:
 @with_appcontext
 def organiser_reset(email: str, generate: bool) -> None:
     """Set a new password (and enable the account again)."""
-    _account_command(lambda: accounts.reset_password(email, _password(generate)))
+    password = _password(generate)
+    _account_command(lambda: accounts.reset_password(email, password))
     click.echo(f"Password of {accounts.normalise(email)} reset.")
+    if generate:
+        click.echo(f"Password: {password}")
 
 
 @organiser.command("disable")

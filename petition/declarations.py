@@ -104,6 +104,9 @@ def parse(text: str, path: Path | str) -> Declaration:
         try:
             values[field] = date.fromisoformat(str(meta.get(field)))
         except ValueError:
+            written = str(meta.get(field))
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", written):  # well written, but no such day
+                raise DeclarationError(path, field, f"{written} is not a day of the calendar") from None
             raise DeclarationError(path, field, "must be a date written as YYYY-MM-DD") from None
     if values["closes"] < values["opens"]:
         raise DeclarationError(path, "closes", "is before the opening date")

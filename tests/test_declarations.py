@@ -52,7 +52,8 @@ def test_a_good_declaration_is_read_whole():
     ({"goal": "true"}, "goal", "positive whole number"),
     ({"opens": None}, "opens", "YYYY-MM-DD"),
     ({"opens": "'next week'"}, "opens", "YYYY-MM-DD"),
-    ({"closes": "2026-02-30"}, "closes", "YYYY-MM-DD"),
+    ({"closes": "2026-02-30"}, "closes", "2026-02-30 is not a day of the calendar"),
+    ({"closes": "30.06.2027"}, "closes", "YYYY-MM-DD"),
     ({"closes": "2025-12-31"}, "closes", "before the opening date"),
 ])
 def test_each_bad_field_is_named_with_its_file(changes, field, words):

@@ -86,7 +86,12 @@ def test_accounts_from_the_command_line(app, runner):
     assert len(password) >= 20
     result = runner.invoke(args=["organiser", "add", "bolat@example.org"], input=f"{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 0 and "Organiser bolat@example.org added." in result.output
-    assert "already an organiser" in runner.invoke(args=["organiser", "add", "AMINA@example.org", "--generate"]).output
+    refused = runner.invoke(args=["organiser", "add", "AMINA@example.org", "--generate"])
+    assert "already an organiser" in refused.output
+    assert "Password" not in refused.output  # no password printed that is not the one in force
+    for bad in (["add", "not-an-address", "--generate"], ["reset-password", "nobody@example.org", "--generate"]):
+        refused = runner.invoke(args=["organiser", *bad])
+        assert refused.exit_code == 1 and "Password" not in refused.output, bad
     assert "at least 12 characters" in runner.invoke(args=["organiser", "add", "c@example.org"],
                                                      input="short\nshort\n").output
     with app.app_context():
