@@ -125,6 +125,8 @@ def test_read_sign_in_place_confirm_and_see_the_count_rise(chromium, live):
     page.wait_for_url("**/confirmed")
     page.goto(live.base + PETITION)
     assert count_on(page) == before + 1
+    shown = page.locator("[data-petition-count] p").first.inner_text()
+    assert shown == f"{before + 1:,} signature{'' if before + 1 == 1 else 's'}"  # "1 signature", "2 signatures"
     assert blocked == []
     assert page.context.cookies() == []  # nothing of it is left in the browser
     page.close()

@@ -37,6 +37,7 @@
       .then(function (petition) {
         var count = petition.signature_count;
         box.querySelector("[data-petition-number]").textContent = count.toLocaleString("en");
+        box.querySelector("[data-petition-noun]").textContent = count === 1 ? "signature" : "signatures";
         var progress = box.querySelector("[data-petition-progress]");
         progress.max = petition.goal;
         progress.value = Math.min(count, petition.goal);
