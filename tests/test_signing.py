@@ -319,3 +319,4 @@ def test_a_post_does_the_same_database_work_whoever_sends_it(app, client, mailbo
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Signature)
                                  .where(Signature.status == CONFIRMED)) == 1
+

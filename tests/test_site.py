@@ -217,3 +217,11 @@ def test_a_bad_petition_declaration_fails_the_build_naming_file_and_field(tmp_pa
     assert result.returncode != 0
     assert "Bad petition declaration" in result.stderr
     assert "docs/en/petitions/vadim-kuramshin.md: field 'goal': must be a positive whole number" in result.stderr
+
+
+def test_the_public_name_choice_is_labelled_by_what_it_does(site):
+    """There is no public list of signers: a name shown 'publicly' goes into the list handed over with the
+    petition (the delivery report), and the sign form's checkbox says so."""
+    form = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
+    assert "Include my name in the list of names handed over with the petition" in form
+    assert "list of signers" not in form

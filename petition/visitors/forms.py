@@ -94,5 +94,5 @@ class SignForm(Form):
                                             "at most %(max)d are allowed.")],
         render_kw={"maxlength": 500, "rows": 4},
     )
-    public = BooleanField("Show my name publicly on the list of signers")
+    public = BooleanField("Include my name in the list of names handed over with the petition")
     updates = BooleanField("Keep me informed about this campaign by e-mail")
