@@ -134,6 +134,9 @@ def load_folder(folder: Path | str) -> list[Declaration]:
             continue
         declaration = load_file(path)
         if declaration.slug in found:
-            raise DeclarationError(path, "slug", f"'{declaration.slug}' is already used by {found[declaration.slug].path}")
+            # The file changed last is the one an editor is working on: name it, and the other as the owner.
+            earlier = Path(found[declaration.slug].path)
+            changed, other = (path, earlier) if path.stat().st_mtime >= earlier.stat().st_mtime else (earlier, path)
+            raise DeclarationError(changed, "slug", f"'{declaration.slug}' is already used by {other}")
         found[declaration.slug] = declaration
     return list(found.values())

@@ -1,5 +1,6 @@
 """Petition declarations: the shipped one is valid, and every bad field is refused by file and field."""
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -90,6 +91,11 @@ def test_a_slug_used_twice_is_refused(tmp_path: Path):
     with pytest.raises(DeclarationError) as caught:
         load_folder(tmp_path)
     assert "b.md: field 'slug'" in str(caught.value) and "a.md" in str(caught.value)
+    os.utime(tmp_path / "b.md", (1_000_000_000, 1_000_000_000))  # a.md is now the one changed last
+    with pytest.raises(DeclarationError) as caught:
+        load_folder(tmp_path)
+    assert "a.md: field 'slug'" in str(caught.value) and "already used by" in str(caught.value)
+    assert str(caught.value).endswith("b.md")
 
 
 def test_the_index_page_of_the_folder_is_not_a_petition(tmp_path: Path):
