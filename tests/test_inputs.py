@@ -69,3 +69,4 @@ def test_a_form_is_undecodable_exactly_when_one_of_its_fields_is(body):
 ])
 def test_undecodable_forms(body, bad):
     assert undecodable_form(body) is bad
+

@@ -320,3 +320,9 @@ def test_a_post_does_the_same_database_work_whoever_sends_it(app, client, mailbo
         assert db.session.scalar(select(func.count()).select_from(Signature)
                                  .where(Signature.status == CONFIRMED)) == 1
 
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_comment_over_the_limit_is_refused_with_its_length(client):
+    answer = submit(client, comment="x" * 501)
+    assert answer.status_code == 422
+    assert "Your comment is 501 characters long; at most 500 are allowed." in answer.get_data(as_text=True)

@@ -225,3 +225,9 @@ def test_the_public_name_choice_is_labelled_by_what_it_does(site):
     form = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
     assert "Include my name in the list of names handed over with the petition" in form
     assert "list of signers" not in form
+
+
+def test_a_long_comment_is_not_cut_silently_by_the_browser(site):
+    form = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
+    textarea = re.search(r"<textarea[^>]*>", form).group(0)
+    assert 'name="comment"' in textarea and "maxlength" not in textarea

@@ -92,7 +92,9 @@ class SignForm(Form):
         validators=[Clean(multiline=True),
                     Length(max=500, message="Your comment is %(length)d characters long; "
                                             "at most %(max)d are allowed.")],
-        render_kw={"maxlength": 500, "rows": 4},
+        # No maxlength (WTForms would add it from Length): a browser cuts a pasted comment at 500 without a
+        # word; the 422 says how long it is.
+        render_kw={"rows": 4, "maxlength": False},
     )
     public = BooleanField("Include my name in the list of names handed over with the petition")
     updates = BooleanField("Keep me informed about this campaign by e-mail")
