@@ -353,3 +353,9 @@ def test_a_link_sent_before_tokens_were_opaque_still_works_until_it_expires(app,
     assert client.get(path).status_code == 200
     assert client.post(path, headers=SAME_ORIGIN).status_code == 303
     assert count(client) == 1
+
+
+def test_the_confirmed_page_names_the_target_mid_sentence_in_lower_case(client):
+    page = client.get("/petitions/vadim-kuramshin/confirmed").get_data(as_text=True)
+    assert "the pressure on the President and the Prosecutor General" in page
+    assert "pressure on The President" not in page
