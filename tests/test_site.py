@@ -231,3 +231,9 @@ def test_a_long_comment_is_not_cut_silently_by_the_browser(site):
     form = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
     textarea = re.search(r"<textarea[^>]*>", form).group(0)
     assert 'name="comment"' in textarea and "maxlength" not in textarea
+
+
+def test_the_petitions_page_does_not_lead_back_to_an_archive_year(site):
+    page = (site / "petitions" / "index.html").read_text(encoding="utf-8")
+    footer = re.search(r'<nav class="md-footer__inner[^>]*>', page).group(0)
+    assert "hidden" in footer  # its "Previous: 2010" link, hidden from readers and screen readers alike
