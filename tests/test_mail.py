@@ -16,7 +16,8 @@ from petition import accounts, intake, mail, outbox, sender
 from petition.extensions import db
 from petition.models import OutboxMessage, Petition, Signature, Submission, utcnow
 
-from conftest import SAME_ORIGIN, Inbox, answers_in, csrf_token, free_port, links_in, run_sender, submit
+from conftest import (SAME_ORIGIN, Inbox, answers_in, csrf_token, free_port, links_in, run_sender,
+                      sign_and_confirm, submit)
 
 COUNT = "/api/petitions/vadim-kuramshin"
 NON_ASCII = "иван@example.org"
@@ -564,3 +565,26 @@ def test_two_senders_at_once_share_the_outbox_and_send_each_message_once(app, sm
     assert len(received) == rows
     assert len({(m["Message-ID"], recipient(m)) for m in received}) == rows
     assert all(item.sent_at is not None and item.attempts == 1 for item in outbox_rows(app))
+
+
+def prose_lines_broken_mid_sentence(text: str) -> list[str]:
+    """Lines of running text that end where no sentence, clause or label ends: a hard break a phone shows."""
+    broken = []
+    for line in text.splitlines():
+        if not line or line.startswith(("  ", "http")) or line.rstrip().endswith((".", ":", ",", "!", "?")):
+            continue
+        if line.strip() not in ("Campaign Kazakhstan",):
+            broken.append(line)
+    return broken
+
+
+def test_the_plain_text_emails_break_lines_only_between_paragraphs(app, client, mailbox):
+    """Mail programs wrap the text to the screen; a line broken mid-sentence stays broken on a phone."""
+    sign_and_confirm(app, client, mailbox, email="lines@example.org")  # confirm, then the receipt
+    assert submit(client, email="lines@example.org").status_code == 303  # a repeat: already signed
+    run_sender(app, mailbox)
+    messages = mailbox.to("lines@example.org")
+    assert len(messages) == 3
+    for message in messages:
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert prose_lines_broken_mid_sentence(text) == [], message["Subject"]
