@@ -17,7 +17,7 @@ from functools import lru_cache
 from flask import Flask, current_app
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 log = logging.getLogger(__name__)
@@ -28,32 +28,72 @@ RETRY_SECONDS = 5.0
 STORE_TIMEOUT_SECONDS = 0.5
 
 
-class ThreadSafeMemoryStorage(MemoryStorage):
-    """limits' ``memory://`` storage, swept for expired keys in the caller, at most once a ``SWEEP_SECONDS``.
+class ThreadSafeMemoryStorage(Storage):
+    """Fixed-window counters in this process's memory: limits' ``memory://`` scheme, swept by the caller.
 
-    The library's own starts a timer thread 10 ms after almost every hit to do that sweep: a new thread for
-    most signatures under load, and two threads could start one timer at once ("threads can only be started
-    once", a 500 for a signer; limits 5.8.0). A counter past its expiry is reset when it is next read whether
-    swept or not, so the sweep only frees memory. Registered for the ``memory`` scheme, this class takes
-    that scheme's place."""
+    limits' own MemoryStorage starts a timer thread 10 ms after almost every hit to sweep expired keys: a new
+    thread for most signatures under load, and two threads could start one timer at once ("threads can only
+    be started once", a 500 for a signer; limits 5.8.0). These counters are kept under one lock and swept at
+    most once a ``SWEEP_SECONDS`` in the caller; a counter past its expiry reads as zero whether swept or
+    not, so the sweep only frees memory. Built on limits' public ``Storage`` base, registered for the
+    ``memory`` scheme: the fixed-window strategy needs ``incr``, ``get``, ``get_expiry`` and ``clear``."""
 
     STORAGE_SCHEME = ["memory"]
     SWEEP_SECONDS = 1.0
 
-    def __init__(self, *args, **kwargs) -> None:
-        self._sweeping = threading.Lock()
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self.storage: dict[str, int] = {}
+        self.expirations: dict[str, float] = {}  # key: time.time() at which its window ends
+        self._lock = threading.Lock()
         self._next_sweep = 0.0
-        super().__init__(*args, **kwargs)
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # the private method the base class calls
-        now = time.monotonic()
-        if now < self._next_sweep or not self._sweeping.acquire(blocking=False):
-            return  # not due, or another thread is sweeping
-        try:
-            self._next_sweep = now + self.SWEEP_SECONDS
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-        finally:
-            self._sweeping.release()
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return ValueError
+
+    def _current(self, key: str, now: float) -> int:
+        """The key's count, forgotten once its window is over (under the lock)."""
+        if self.expirations.get(key, 0.0) <= now:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            return 0
+        return self.storage.get(key, 0)
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._next_sweep = now + self.SWEEP_SECONDS
+                for expired in [name for name, ends in self.expirations.items() if ends <= now]:
+                    self._current(expired, now)
+            count = self._current(key, now) + amount
+            if count == amount:
+                self.expirations[key] = now + expiry
+            self.storage[key] = count
+            return count
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            return self._current(key, time.time())
+
+    def get_expiry(self, key: str) -> float:
+        return self.expirations.get(key, time.time())
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            cleared = len(self.storage)
+            self.storage.clear()
+            self.expirations.clear()
+            return cleared
 
 
 class Limits:
