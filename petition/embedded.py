@@ -76,24 +76,26 @@ def _connection_limit(wanted: int) -> int:
 
 def site_and_service(app: Flask, site_dir: Path):
     site_dir = site_dir.resolve()
+    # The site's files get the protective headers the service's answers already carry (its own middleware).
+    files = SecurityHeaders(app, lambda environ, start_response: _static(Request(environ), site_dir)(
+        environ, start_response))
 
     def application(environ, start_response):
         try:
             app.url_map.bind_to_environ(environ).match()
         except NotFound:
-            return _static(Request(environ), site_dir)(environ, start_response)
+            return files(environ, start_response)
         except MethodNotAllowed:
             # A path the service takes posts at, read with GET: a page of the site (the sign page).
             if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-                return _static(Request(environ), site_dir)(environ, start_response)
+                return files(environ, start_response)
         except RequestRedirect:
             pass  # the service's own path: it answers these itself
         except HTTPException:
             pass  # a request the map refuses (a WebSocket upgrade): the service answers it with its error page
         return app(environ, start_response)
 
-    # The site's files carry the service's protective headers too (the service's own answers keep theirs).
-    return SecurityHeaders(app, application)
+    return application
 
 
 def _static(request: Request, site_dir: Path) -> Response:
