@@ -48,6 +48,30 @@ def site_server_for_test(conf: str, port: int, upstream_port: int, site: Path, l
     return text
 
 
+def checked_nginx(nginx: str, conf: Path) -> None:
+    """nginx's main file around ``conf/campaign.conf``, its paths in ``conf``, checked by nginx -t."""
+    (conf / "nginx.conf").write_text(f"""
+user root;
+worker_processes 1;
+pid {conf}/nginx.pid;
+error_log {conf}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    client_body_temp_path {conf}/body;
+    proxy_temp_path {conf}/proxy;
+    fastcgi_temp_path {conf}/fastcgi;
+    uwsgi_temp_path {conf}/uwsgi;
+    scgi_temp_path {conf}/scgi;
+    include {conf}/campaign.conf;
+}}
+""")
+    checked = subprocess.run([nginx, "-t", "-p", str(conf), "-c", str(conf / "nginx.conf")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
 def raw_headers(port: int, path: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
     """The status and every header line of an answer, repeated ones included."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -91,26 +115,7 @@ def test_signing_through_nginx_and_gunicorn(tmp_path, built_site):
     conf.mkdir()
     (conf / "campaign.conf").write_text(site_server_for_test(
         (DEPLOY / "nginx" / "campaign.conf").read_text(encoding="utf-8"), web_port, app_port, built_site, conf))
-    (conf / "nginx.conf").write_text(f"""
-user root;
-worker_processes 1;
-pid {conf}/nginx.pid;
-error_log {conf}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    client_body_temp_path {conf}/body;
-    proxy_temp_path {conf}/proxy;
-    fastcgi_temp_path {conf}/fastcgi;
-    uwsgi_temp_path {conf}/uwsgi;
-    scgi_temp_path {conf}/scgi;
-    include {conf}/campaign.conf;
-}}
-""")
-    checked = subprocess.run([nginx, "-t", "-p", str(conf), "-c", str(conf / "nginx.conf")],
-                             capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
+    checked_nginx(nginx, conf)
 
     web = subprocess.Popen(gunicorn_command(app_port), env=env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -219,17 +224,4 @@ def test_the_shipped_configuration_is_valid_for_this_nginx_with_tls_as_written(t
     text = text.replace("/srv/campaign/acme", str(tmp_path)).replace("/var/log/nginx/", f"{tmp_path}/")
     text = re.sub(r"listen (\[::\]:)?(80|443)", lambda m: f"listen 127.0.0.1:{free_port()}", text)
     (tmp_path / "campaign.conf").write_text(text)
-    (tmp_path / "nginx.conf").write_text(f"""
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{ worker_connections 16; }}
-http {{
-    include /etc/nginx/mime.types;
-    client_body_temp_path {tmp_path}/body;
-    proxy_temp_path {tmp_path}/proxy;
-    include {tmp_path}/campaign.conf;
-}}
-""")
-    checked = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                             capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
+    checked_nginx(nginx, tmp_path)
