@@ -108,14 +108,14 @@ def database_url(request, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-@pytest.fixture
-def app(tmp_path: Path, database_url: str, petitions_dir: Path):
+def migrated_app(database_url: str, tmp_path: Path, petitions_dir: Path, smtp_url: str | None = None):
+    """The service on ``database_url``, migrated, with the petitions of ``petitions_dir`` loaded."""
     app = create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": "test secret key",
-        "SMTP_URL": None,
+        "SMTP_URL": smtp_url,
         "BASE_URL": "http://petition.test",
         "PETITIONS_DIR": str(petitions_dir),
         "SITE_DIR": str(tmp_path / "no-site"),  # the plain frame; tests of the site's frame build one
@@ -127,6 +127,12 @@ def app(tmp_path: Path, database_url: str, petitions_dir: Path):
         from petition import catalogue
 
         catalogue.sync(petitions_dir)
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, petitions_dir: Path):
+    app = migrated_app(database_url, tmp_path, petitions_dir)
     yield app
     with app.app_context():
         for engine in db.engines.values():  # a test may have had the server drop the pooled connections

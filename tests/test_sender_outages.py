@@ -14,13 +14,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 import pg_cluster
-from conftest import Inbox, SmtpServer, free_port, links_in, need, submit
-from petition import catalogue, create_app, mail, outbox, sender
-from petition.extensions import db, init_migrations
+from conftest import Inbox, SmtpServer, free_port, links_in, migrated_app, need, submit
+from petition import mail, outbox, sender
+from petition.extensions import db
 from petition.models import OutboxMessage, Petition, Submission, utcnow
 
 PETITION = Path(sys.executable).with_name("petition")
@@ -109,25 +108,6 @@ def own_postgres():
         yield cluster
 
 
-def app_on(url: str, tmp_path: Path, petitions_dir: Path, smtp_url: str):
-    app = create_app({
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SQLALCHEMY_DATABASE_URI": url,
-        "SECRET_KEY": "test secret key",
-        "SMTP_URL": smtp_url,
-        "BASE_URL": "http://petition.test",
-        "PETITIONS_DIR": str(petitions_dir),
-        "SITE_DIR": str(tmp_path / "no-site"),
-        "COUNT_CACHE_SECONDS": 0,
-    })
-    init_migrations(app)
-    with app.app_context():
-        upgrade()
-        catalogue.sync(petitions_dir)
-    return app
-
-
 def dispose(app) -> None:
     with app.app_context():
         for engine in db.engines.values():
@@ -159,7 +139,7 @@ def test_postgresql_stopped_mid_batch_every_message_arrives_once_and_the_sender_
     server = SmtpServer()
     server.inbox = inbox
     server.start()
-    app = app_on(own_postgres.url, tmp_path, petitions_dir, server.url)
+    app = migrated_app(own_postgres.url, tmp_path, petitions_dir, server.url)
     queue(app, range(batch))
     dispose(app)  # the test's own connections would be cut by the stop anyway
     log = tmp_path / "sender.log"
@@ -351,7 +331,7 @@ def test_send_mail_once_with_a_part_away_exits_with_one_line(tmp_path, petitions
         env["PETITION_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
         (tmp_path / "instance").mkdir()  # an instance whose database is away
     else:
-        app = app_on(f"sqlite:///{tmp_path / 'instance' / 'petition.sqlite3'}", tmp_path, petitions_dir, None)
+        app = migrated_app(f"sqlite:///{tmp_path / 'instance' / 'petition.sqlite3'}", tmp_path, petitions_dir, None)
         queue(app, range(1))
         dispose(app)
     result = subprocess.run([str(PETITION), "send-mail"], cwd=tmp_path, env=env, capture_output=True, text=True,
