@@ -186,17 +186,37 @@ def test_an_anonymous_visitor_reaches_no_organiser_page_and_no_personal_data(app
 # ---------------------------------------------------------------- dashboard
 
 
-def test_the_dashboard_counts_and_charts(office):
+def test_the_dashboard_counts_and_charts(app, office):
     html = office.get("/organisers/").get_data(as_text=True)
     assert "Urgent action for Vadim Kuramshin" in html
     assert "<td>3 (1)</td>" in html  # confirmed in total (today)
     assert html.count("<td>1 (1)</td>") == 2  # pending submissions, and held signatures
+    # The chart runs from the opening day to today, whatever today is: the petition's dates follow the clock.
+    today = utcnow().date()
+    with app.app_context():
+        petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        petition.opens_on, petition.closes_on = today - timedelta(days=3), today + timedelta(days=30)
+        db.session.commit()
+    opens = today - timedelta(days=3)
     page = office.get("/organisers/petitions/vadim-kuramshin").get_data(as_text=True)
     assert '<svg class="chart"' in page and 'role="img"' in page
     assert "<title id=\"chart-title\">Confirmed signatures per day" in page
-    assert re.search(r"<desc id=\"chart-desc\">3 signatures from .*; the most, 1, on", page)
+    # The signature of five days ago came before the opening: not shown.
+    assert (f"<desc id=\"chart-desc\">2 signatures from {opens:%-d %B %Y} to {today:%-d %B %Y}; "
+            f"the most, 1, on {today - timedelta(days=1):%-d %B %Y}.</desc>") in page
+    assert f">{opens:%-d %b %Y}</text>" in page and f">{today:%-d %b %Y} (today)</text>" in page
     assert "Kazakhstan</td><td>2</td>" in page
     assert "Held Person" in page  # held for review
+    # Closed early yesterday: the chart ends that day.
+    with app.app_context():
+        petition = db.session.scalar(select(Petition).where(Petition.slug == "vadim-kuramshin"))
+        petition.closed_early_at = utcnow() - timedelta(days=1)
+        db.session.commit()
+    page = office.get("/organisers/petitions/vadim-kuramshin").get_data(as_text=True)
+    yesterday = today - timedelta(days=1)
+    assert (f"<desc id=\"chart-desc\">1 signature from {opens:%-d %B %Y} to {yesterday:%-d %B %Y}; "
+            f"the most, 1, on {yesterday:%-d %B %Y}.</desc>") in page
+    assert f">{yesterday:%-d %b %Y}</text>" in page and "(today)" not in page
 
 
 # ---------------------------------------------------------------- signer lists

@@ -121,8 +121,10 @@ def petition(slug: str):
                              .order_by(ExportLog.id.desc()).limit(LOG_ROWS)).all()
     audit = db.session.scalars(select(AuditRecord).where(AuditRecord.petition_id == petition.id)
                                .order_by(AuditRecord.id.desc()).limit(LOG_ROWS)).all()
-    chart = charts.per_day(counts.confirmed_per_day(petition.id),
-                           f"Confirmed signatures per day: {petition.title}", until=utcnow().date())
+    closed = petition.closed_early_at
+    chart = charts.per_day(counts.confirmed_per_day(petition.id), f"Confirmed signatures per day: {petition.title}",
+                           opens_on=petition.opens_on, closes_on=petition.closes_on, today=utcnow().date(),
+                           closed_on=closed.date() if closed else None)
     return render_template("organisers/petition.html", petition=petition, status=counts.by_status(petition.id),
                            by_country=sorted(confirmed.by_country.items(), key=lambda kv: -kv[1]),
                            country_name=country_name, chart=chart, held=held, log=log, audit=audit,
