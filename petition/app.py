@@ -62,7 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .api import bp as api_bp
     from .api.responses import ReusedResponses
     from .organisers import bp as organisers_bp
-    from .visitors import bp as visitors_bp
+    from .visitors.routes import bp as visitors_bp
 
     csrf.exempt(visitors_bp)  # visitors carry no token and have no session: see origins
     app.register_blueprint(visitors_bp)

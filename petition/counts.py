@@ -101,6 +101,8 @@ def summary(petition: Petition) -> dict:
         "goal": petition.goal,
         "signature_count": counts.total,
         "is_open": petition.is_open,
+        "state": petition.state(),
+        "closed_on": petition.closed_on.isoformat() if petition.closed_on else None,
         "opens_at": petition.opens_on.isoformat(),
         "closes_at": petition.closes_on.isoformat(),
         "by_country": counts.by_country,

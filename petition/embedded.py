@@ -7,6 +7,7 @@ site, with ``index.html`` for folders and the site's ``404.html`` for the rest.
 
 from __future__ import annotations
 
+import io
 import logging
 import mimetypes
 import os
@@ -24,6 +25,12 @@ from werkzeug.wrappers import Request, Response
 from .headers import SecurityHeaders
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# The subset of nginx's server-side includes the site's pages use (``ssi on`` in deploy/nginx/campaign.conf):
+# ``include virtual`` with an optional ``stub``, the block shown when the service cannot give the part.
+INCLUDE_MARK = b"<!--# "
+_BLOCK = re.compile(rb'<!--# block name="([^"]+)" -->(.*?)<!--# endblock -->', re.DOTALL)
+_INCLUDE = re.compile(rb'<!--# include virtual="(/[^"?]*)(?:\?([^"]*))?"(?: stub="([^"]+)")? -->')
 
 # Connections the embedded server holds at once (waitress' default is 100).
 CONNECTIONS = 1000
@@ -75,9 +82,9 @@ def _connection_limit(wanted: int) -> int:
 
 
 def site_and_service(app: Flask, site_dir: Path):
-    site_dir = site_dir.resolve()
+    # ``site_dir`` is followed on every request: ``petition publish`` swaps a new build in behind its name.
     # The site's files get the protective headers the service's answers already carry (its own middleware).
-    files = SecurityHeaders(app, lambda environ, start_response: _static(Request(environ), site_dir)(
+    files = SecurityHeaders(app, lambda environ, start_response: _static(Request(environ), site_dir, app)(
         environ, start_response))
 
     def application(environ, start_response):
@@ -98,12 +105,13 @@ def site_and_service(app: Flask, site_dir: Path):
     return application
 
 
-def _static(request: Request, site_dir: Path) -> Response:
+def _static(request: Request, site_dir: Path, app: Flask) -> Response:
     if request.method not in ("GET", "HEAD"):
         return Response("Method not allowed", 405, {"Allow": "GET, HEAD"})
     if _CONTROL.search(request.path):  # no URL of the site holds one (nor can a file name hold NUL)
         return Response("Bad request", 400, mimetype="text/plain")
     try:
+        site_dir = site_dir.resolve()  # this request's build, whole, even if a new one is swapped in meanwhile
         path = (site_dir / request.path.lstrip("/")).resolve()
         if site_dir not in path.parents and path != site_dir:
             return _not_found(site_dir)
@@ -116,18 +124,45 @@ def _static(request: Request, site_dir: Path) -> Response:
         if not path.is_file():
             return _not_found(site_dir)
         file = path.open("rb")
+        stat = os.fstat(file.fileno())
     except (OSError, ValueError):
         # A name no file of the site can have (a segment longer than the system allows, a loop of links, an
         # encoding the file system refuses): there is no such page.
         return _not_found(site_dir)
     mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    stat = os.fstat(file.fileno())
+    if mimetype == "text/html":
+        with file:
+            page = file.read()
+        if INCLUDE_MARK in page:  # the live parts are the service's: the page is no longer one file's bytes
+            response = Response(include(page, app, request.environ), mimetype=mimetype)
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+        file = io.BytesIO(page)
     response = Response(FileWrapper(file), mimetype=mimetype, direct_passthrough=True)
     response.content_length = stat.st_size
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-cache"  # revalidate: editors rebuild the site at any time
     response.last_modified = stat.st_mtime
     return response.make_conditional(request)
+
+
+def include(page: bytes, app: Flask, environ: dict) -> bytes:
+    """The page with each include replaced by the service's answer to a GET of its path, as nginx does it."""
+    blocks: dict[bytes, bytes] = {}
+
+    def keep(match: re.Match) -> bytes:
+        blocks[match.group(1)] = match.group(2)
+        return b""
+
+    def answer(match: re.Match) -> bytes:
+        path, query, stub = match.group(1), match.group(2) or b"", match.group(3)
+        part = Response.from_app(app, {**environ, "REQUEST_METHOD": "GET", "PATH_INFO": path.decode("latin-1"),
+                                       "QUERY_STRING": query.decode("latin-1"), "CONTENT_LENGTH": "0",
+                                       "wsgi.input": io.BytesIO()})
+        body = part.get_data() if part.status_code == 200 else b""
+        return body or blocks.get(stub, b"")
+
+    return _INCLUDE.sub(answer, _BLOCK.sub(keep, page))
 
 
 def _not_found(site_dir: Path) -> Response:

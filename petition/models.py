@@ -62,6 +62,13 @@ class Petition(db.Model):
     def is_open(self) -> bool:
         return self.state() == "open"
 
+    @property
+    def closed_on(self) -> date | None:
+        """The day it stopped taking signatures: the day an organiser closed it, else its last day once past."""
+        if self.closed_early_at is not None:
+            return self.closed_early_at.date()
+        return self.closes_on if self.state() == "closed" else None
+
 
 class Submission(db.Model):
     """One valid POST of the sign form, exactly as it was sent. Its e-mail link confirms these answers and no

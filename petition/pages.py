@@ -1,8 +1,7 @@
-"""The parts of the signer's path that the built site carries, rendered from the service's own templates.
+"""The thanks page's words, rendered at build time from the service's own template.
 
-The sign form and the thanks text are pages of the site (static, the same for everyone, cacheable); the
-service renders the same templates when it answers a post with errors or in place. Plain Jinja and a plain
-WTForms form: no Flask application is needed at build time.
+The service answers a form sent in place with the same template, so a signer reads the same text either way.
+Plain Jinja: the site build imports nothing of Flask or of the service.
 """
 
 from __future__ import annotations
@@ -10,16 +9,7 @@ from __future__ import annotations
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from .paths import sign_path
-from .visitors.forms import SignForm
-
 _TEMPLATES = Environment(loader=PackageLoader("petition", "templates"), autoescape=select_autoescape())
-
-
-def blank_form_html(slug: str, privacy_url: str) -> Markup:
-    """The empty sign form, as the service renders it with errors."""
-    return Markup(_TEMPLATES.get_template("_sign_form.html").render(
-        form=SignForm(), action=sign_path(slug), privacy_url=privacy_url))
 
 
 def thanks_html(title: str) -> Markup:

@@ -1,11 +1,12 @@
-"""The MkDocs side of the petitions: a small plugin that validates the declarations and hands them to the theme.
+"""The MkDocs side of the petitions, kept thin: what the theme's templates cannot do themselves.
 
-It reads the declarations through ``declarations`` (the module the service uses), fails the build with the
-file and field of a bad one, and puts plain data into the template context. Each petition also gets two
-pages of its own: the full-page sign form (``/petitions/<slug>/sign/``) and the thanks page every signer is
-sent to, with the form and the thanks text rendered from the service's templates (``pages``), so the
-visitor's whole path but the POST is static. All other HTML is in the theme overrides (``overrides/``), so
-moving to another static generator means moving templates, not logic.
+The petition's own page carries its declaration in its front matter, and the overrides render its card from
+there (``page.meta``). This plugin only adds what no page holds: each petition's sign page
+(``/petitions/<slug>/sign/``) and thanks page, generated with the same fields in their front matter, and the
+list of petitions and latest posts for the home and index pages. The live parts (count, state, the form while
+open) are the service's, included by the server (see ``embedded.include``). Declarations are checked by
+``petition publish`` before any build; the plugin checks them again through the same module only so that a
+bare ``mkdocs build`` names a bad file and field too. It imports nothing of Flask or of the service.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, InclusionLevel
 
-from . import pages, paths
+from . import pages
 from .declarations import Declaration, DeclarationError, load_folder
 
 LATEST_POSTS = 5
@@ -30,31 +31,27 @@ LATEST_POSTS = 5
 class PetitionPluginConfig(Config):
     folder = config_options.Type(str, default="petitions")  # inside docs_dir
     posts = config_options.Type(str, default="blog/posts")  # inside docs_dir
-    privacy_url = config_options.Type(str, default="/privacy/")  # the service's PETITION_PRIVACY_URL
 
 
-def card(declaration: Declaration, page_url: str | None, today: date | None = None) -> dict[str, Any]:
-    """What a template needs to show a petition: its declaration, its state on build day, its paths."""
-    today = today or date.today()
+def card(declaration: Declaration, page_url: str | None) -> dict[str, Any]:
+    """A petition's declared fields, as its own page's front matter holds them, and the address of that page."""
     return {
         "slug": declaration.slug,
         "title": declaration.title,
         "target": declaration.target,
         "summary": declaration.summary,
         "goal": declaration.goal,
-        "opens": declaration.opens,
-        "closes": declaration.closes,
-        "state": declaration.state(today),
+        "opens": declaration.opens.isoformat(),
+        "closes": declaration.closes.isoformat(),
         "page_url": page_url,
-        "sign_path": paths.sign_path(declaration.slug),
-        "sign_page": paths.sign_page(declaration.slug),
-        "api_path": f"/api/petitions/{declaration.slug}",
     }
 
 
-def _generated_page(title: str) -> str:
-    """A page the theme fills from its petition's card: a title and nothing for search to index."""
-    return f"---\ntitle: {json.dumps(title, ensure_ascii=False)}\nsearch:\n  exclude: true\n---\n"
+def generated_page(kind: str, title: str, petition: dict[str, Any], body: str = "") -> str:
+    """A page of a petition's own (``kind``: sign or thanks): the card's fields in its front matter (JSON is
+    YAML), nothing for search to index."""
+    meta = {"title": title, "petition_page": kind, "petition": petition, "search": {"exclude": True}}
+    return f"---\n{json.dumps(meta, ensure_ascii=False)}\n---\n\n{body}\n"
 
 
 def post_date(page) -> date:
@@ -76,22 +73,27 @@ class PetitionPlugin(BasePlugin[PetitionPluginConfig]):
             declarations = load_folder(folder)
         except DeclarationError as error:
             raise PluginError(f"Bad petition declaration: {error}") from None
-        self.cards: dict[str, dict[str, Any]] = {}
-        self.kinds: dict[str, str] = {}  # src_uri -> "text" (the editors' page), "sign" or "thanks"
+        self.petitions: list[dict[str, Any]] = []
         for declaration in declarations:
             src_uri = Path(declaration.path).relative_to(config["docs_dir"]).as_posix()
             page_file = files.get_file_from_path(src_uri)
             shown = card(declaration, page_file.url if page_file else None)
-            shown["form_html"] = pages.blank_form_html(declaration.slug, self.config.privacy_url)
-            shown["thanks_html"] = pages.thanks_html(declaration.title)
-            self.cards[src_uri], self.kinds[src_uri] = shown, "text"
-            for kind, title in (("sign", f"Sign: {declaration.title}"), ("thanks", "Check your e-mail")):
-                generated = f"{self.config.folder}/{declaration.slug}/{kind}.md"
-                if files.get_file_from_path(generated):
-                    raise PluginError(f"{generated}: the petition {declaration.slug} has a {kind} page of its own")
-                files.append(File.generated(config, generated, inclusion=InclusionLevel.NOT_IN_NAV,
-                                            content=_generated_page(title)))
-                self.cards[generated], self.kinds[generated] = shown, kind
+            self.petitions.append(shown)
+            generated = {
+                "sign": (f"Sign: {declaration.title}", ""),
+                # The thanks words are the service's own template: the same text as an answer sent in place.
+                "thanks": ("Check your e-mail", f'<div data-petition-result-page>'
+                                                f"{pages.thanks_html(declaration.title)}</div>"),
+            }
+            for kind, (title, body) in generated.items():
+                uri = f"{self.config.folder}/{declaration.slug}/{kind}.md"
+                if files.get_file_from_path(uri):
+                    raise PluginError(f"{uri}: the petition {declaration.slug} has a {kind} page of its own")
+                files.append(File.generated(config, uri, inclusion=InclusionLevel.NOT_IN_NAV,
+                                            content=generated_page(kind, title, shown, body)))
+        today = date.today().isoformat()
+        # Open and coming petitions first, the soonest to close first; the live part says what each is now.
+        self.petitions.sort(key=lambda p: (p["closes"] < today, p["closes"]))
         self.posts: list = []
         return files
 
@@ -101,11 +103,9 @@ class PetitionPlugin(BasePlugin[PetitionPluginConfig]):
         return markdown
 
     def on_page_context(self, context, *, page, config, nav):
-        shown = [card for uri, card in self.cards.items() if self.kinds[uri] == "text"]  # each petition once
-        open_first = sorted(shown, key=lambda c: (c["state"] != "open", c["closes"]))
-        context["petitions"] = open_first
-        context["petition"] = self.cards.get(page.file.src_uri)
-        context["petition_page"] = self.kinds.get(page.file.src_uri)
+        today = date.today().isoformat()
+        context["petitions"] = self.petitions
+        context["current_petitions"] = [p for p in self.petitions if p["closes"] >= today]
         context["latest_posts"] = sorted(self.posts, key=post_date, reverse=True)[:LATEST_POSTS]
         context["is_post"] = page in self.posts
         return context

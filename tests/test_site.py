@@ -12,6 +12,9 @@ import feedparser
 import pytest
 import yaml
 
+from werkzeug.test import Client
+
+from petition import embedded
 from petition.declarations import split_front_matter
 
 from conftest import build_site
@@ -45,6 +48,14 @@ def mkdocs_config() -> dict:
 @pytest.fixture
 def site(built_site: Path) -> Path:
     return built_site
+
+
+@pytest.fixture
+def served(app, built_site):
+    """A page as the embedded run serves it: the built file with the service's live parts included."""
+    app.config["SITE_DIR"] = str(built_site)
+    client = Client(embedded.site_and_service(app, built_site))
+    return lambda path: client.get(path).get_data(as_text=True)
 
 
 def posts() -> list[tuple[Path, dict, str]]:
@@ -164,31 +175,43 @@ def test_no_private_phone_number_anywhere_in_the_site(site):
             assert not PRIVATE_PHONE.search(path.read_text(encoding="utf-8", errors="replace")), path
 
 
-def test_the_petition_page_carries_its_card_from_the_declaration(site):
-    html = (site / "petitions" / "vadim-kuramshin" / "index.html").read_text(encoding="utf-8")
-    assert 'data-petition="vadim-kuramshin"' in html and 'data-api="/api/petitions/vadim-kuramshin"' in html
-    assert "To: The President and the Prosecutor General of the Republic of Kazakhstan" in html
-    assert "Goal: 10,000 signatures." in html and "30 June 2027" in html
-    assert "data-petition-count" in html  # the place for the live count and its progress bar
-    assert "Share this with your friends" in html
-    # The form itself, in the page: no request to the service before the signer presses the button.
+def test_the_petition_page_carries_its_card_from_the_declaration(site, served):
+    built = (site / "petitions" / "vadim-kuramshin" / "index.html").read_text(encoding="utf-8")
+    assert 'data-petition="vadim-kuramshin"' in built and 'data-api="/api/petitions/vadim-kuramshin"' in built
+    assert "To: The President and the Prosecutor General of the Republic of Kazakhstan" in built
+    assert "Share this with your friends" in built
+    # The count, state and form are the service's, included where the built page says so.
+    assert '<!--# include virtual="/petitions/vadim-kuramshin/live/status" stub="petition-unavailable" -->' in built
+    assert '<!--# include virtual="/petitions/vadim-kuramshin/live/form" stub="petition-unavailable" -->' in built
+    html = served("/petitions/vadim-kuramshin/")
+    assert "<!--#" not in html
+    assert "of a goal of 10,000" in html and "Open for signatures until 30 June 2027." in html
+    assert re.search(r"<strong data-petition-number>0</strong>\s*<span data-petition-noun>signatures</span>", html)
     assert 'action="/petitions/vadim-kuramshin/sign"' in html and 'name="email"' in html
-    assert "csrf_token" not in html
+    assert "csrf_token" not in html  # the same part for every reader: nginx may keep it
 
 
-def test_each_petition_has_a_static_sign_page_and_thanks_page(site):
-    """The visitor's whole path but the POST is the site's: the same bytes for everyone, cacheable."""
-    sign = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
-    assert "<h1" in sign and "Sign: Urgent action for Vadim Kuramshin" in sign
+def test_each_petition_has_a_static_sign_page_and_thanks_page(site, served):
+    """The visitor's whole path but the POST and the live parts is the site's."""
+    built = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
+    assert "<h1" in built and "Sign: Urgent action for Vadim Kuramshin" in built
+    assert '<a href="../">Read the whole petition</a>' in built  # the whole text, one click away
+    sign = served("/petitions/vadim-kuramshin/sign/")
     assert 'action="/petitions/vadim-kuramshin/sign"' in sign and sign.count('method="post"') == 1
-    assert '<a href="../">Read the whole petition</a>' in sign  # the whole text, one click away
     for name in ("name", "email", "country", "postcode", "comment", "public", "updates"):
         assert f'<label for="{name}">' in sign
     thanks = (site / "petitions" / "vadim-kuramshin" / "thanks" / "index.html").read_text(encoding="utf-8")
     assert "Check your e-mail" in thanks and "Urgent action for Vadim Kuramshin" in thanks
-    assert 'method="post"' not in thanks
-    home = (site / "index.html").read_text(encoding="utf-8")
+    assert 'method="post"' not in thanks and "<!--#" not in thanks  # the same bytes for everyone
+    home = served("/")
     assert 'href="/petitions/vadim-kuramshin/sign/"' in home  # straight to the page, no redirect
+
+
+def test_a_new_petition_page_needs_no_navigation_entry():
+    """Petition pages are listed by the petitions page and the home page, not by a line per petition."""
+    config = mkdocs_config()
+    assert "/petitions/*.md" in config["not_in_nav"]
+    assert not any("petitions/" in str(entry) and "index.md" not in str(entry) for entry in config["nav"])
 
 
 def test_home_features_the_petition_and_the_latest_posts(site):
@@ -219,16 +242,16 @@ def test_a_bad_petition_declaration_fails_the_build_naming_file_and_field(tmp_pa
     assert "docs/en/petitions/vadim-kuramshin.md: field 'goal': must be a positive whole number" in result.stderr
 
 
-def test_the_public_name_choice_is_labelled_by_what_it_does(site):
+def test_the_public_name_choice_is_labelled_by_what_it_does(served):
     """There is no public list of signers: a name shown 'publicly' goes into the list handed over with the
     petition (the delivery report), and the sign form's checkbox says so."""
-    form = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
+    form = served("/petitions/vadim-kuramshin/sign/")
     assert "Include my name in the list of names handed over with the petition" in form
     assert "list of signers" not in form
 
 
-def test_a_long_comment_is_not_cut_silently_by_the_browser(site):
-    form = (site / "petitions" / "vadim-kuramshin" / "sign" / "index.html").read_text(encoding="utf-8")
+def test_a_long_comment_is_not_cut_silently_by_the_browser(served):
+    form = served("/petitions/vadim-kuramshin/sign/")
     textarea = re.search(r"<textarea[^>]*>", form).group(0)
     assert 'name="comment"' in textarea and "maxlength" not in textarea
 

@@ -60,13 +60,17 @@ SPEC = {
     },
     "components": {"schemas": {
         "Petition": {"type": "object",
-                     "required": ["slug", "title", "target", "goal", "signature_count", "is_open", "opens_at",
-                                  "closes_at", "by_country"],
+                     "required": ["slug", "title", "target", "goal", "signature_count", "is_open", "state",
+                                  "closed_on", "opens_at", "closes_at", "by_country"],
                      "properties": {
                          "slug": {"type": "string"}, "title": {"type": "string"}, "target": {"type": "string"},
                          "goal": {"type": "integer", "minimum": 1},
                          "signature_count": {"type": "integer", "minimum": 0},
                          "is_open": {"type": "boolean"},
+                         "state": {"type": "string", "enum": ["open", "not_open", "closed"]},
+                         "closed_on": {"type": ["string", "null"], "format": "date",
+                                       "description": "The day it stopped taking signatures (early or on "
+                                                      "its last day); null while not closed"},
                          "opens_at": {"type": "string", "format": "date"},
                          "closes_at": {"type": "string", "format": "date"},
                          "by_country": COUNTS_BY}},

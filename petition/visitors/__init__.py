@@ -1,7 +1,2 @@
-"""Pages for visitors: sign, thanks, confirm, manage."""
-
-from flask import Blueprint
-
-bp = Blueprint("visitors", __name__)
-
-from . import routes  # noqa: E402,F401  (registers the views on bp)
+"""Pages for visitors: sign, thanks, confirm, manage (``routes.bp``). The forms import no Flask: the site
+build renders the sign form too."""

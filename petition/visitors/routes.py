@@ -4,15 +4,16 @@ no cookie. Each POST ends in a redirect (post/redirect/get), so a reload never r
 
 from __future__ import annotations
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from .. import abuse, counts, intake, signing, tokens
 from ..catalogue import petition_or_404
 from ..layout import wants_fragment
 from ..models import Petition, Signature
 from ..paths import sign_page, sign_path, thanks_page
-from . import bp
 from .forms import COUNTRY_NAMES, SignForm
+
+bp = Blueprint("visitors", __name__)
 
 # A petition that cannot take signatures says why with the status code too.
 STATE_STATUS = {"closed": 410, "not_open": 409}
@@ -59,6 +60,32 @@ def sign(slug: str):
         return redirect(thanks_page(slug), code=303)
     return render_petition_page("sign.html", petition, 422, "_sign_form.html", form=form, action=sign_path(slug),
                                 privacy_url=current_app.config["PRIVACY_URL"])
+
+
+def live(template: str, **context):
+    """A part of the site's pages that follows the petition as it is now (see ``embedded.include``, and nginx's
+    SSI): the same for every reader, so nginx keeps it for ``COUNT_MAX_AGE`` seconds and asks once then."""
+    response = current_app.make_response(render_template(template, **context))
+    response.headers["Cache-Control"] = f"public, max-age={current_app.config['COUNT_MAX_AGE']}"
+    return response
+
+
+@bp.get("/petitions/<slug>/live/status")
+def live_status(slug: str):
+    """Count and state, for a petition's card (``?button=1``: with the way to the sign page while open)."""
+    petition = petition_or_404(slug, cached=True)
+    return live("_live.html", petition=petition, counts=counts.confirmed_counts(petition.id),
+                sign_page=sign_page(slug), button=request.args.get("button") == "1")
+
+
+@bp.get("/petitions/<slug>/live/form")
+def live_form(slug: str):
+    """The sign form while the petition takes signatures; else what its state is, and no form."""
+    petition = petition_or_404(slug, cached=True)
+    if not petition.is_open:
+        return live("_unavailable.html", petition=petition, state=petition.state())
+    return live("_sign_form.html", form=SignForm(), action=sign_path(slug),
+                privacy_url=current_app.config["PRIVACY_URL"])
 
 
 def row_from(slug: str, token: str, purpose: str):

@@ -1,9 +1,10 @@
 /* Live petition counts and signing in place, on the site's own origin; no other host is contacted.
  *
- * Every [data-petition] card gets its count from the service's JSON API. A [data-petition-sign]
- * container holds the sign form in the page's own HTML; here it is sent without leaving the page, and the
- * service's answer (the thanks text, or the form with its errors) takes its place. Without JavaScript the
- * form posts as any form does. No token, no cookie: the browser's own Sec-Fetch-Site tells the service
+ * The server includes each petition's count, state and, while it is open, the sign form in the page
+ * (nginx's SSI, or the embedded run). Every [data-petition] card refreshes its count and state from the
+ * service's JSON API. A [data-petition-sign] container holds the sign form; here it is sent without
+ * leaving the page, and the service's answer (the thanks text, or the form with its errors) takes its
+ * place. Without JavaScript the form posts as any form does. No token, no cookie: the browser's own Sec-Fetch-Site tells the service
  * that the post comes from this site.
  * Material's instant navigation swaps pages without reloading, so all of it runs on every document$.
  */
@@ -24,8 +25,21 @@
     return p;
   }
 
+  function day(iso) {
+    return new Date(iso + "T00:00:00Z").toLocaleDateString("en-GB", {
+      day: "numeric", month: "long", year: "numeric", timeZone: "UTC",
+    });
+  }
+
+  function stateText(petition) {
+    if (petition.state === "open") return "Open for signatures until " + day(petition.closes_at) + ".";
+    if (petition.state === "not_open") return "Opens for signatures on " + day(petition.opens_at) + ".";
+    return "Closed on " + day(petition.closed_on) + ": it takes no more signatures.";
+  }
+
   function showCount(card) {
-    var box = card.querySelector("[data-petition-count]");
+    // The server put the count and state in the page (at most a minute old); this makes them current.
+    var box = card.querySelector("[data-petition-live]");
     if (!box || card.dataset.petitionLoaded) return;
     card.dataset.petitionLoaded = "1";
     // Revalidate (a 304 while nothing changed): a signer who just confirmed expects to be counted.
@@ -42,11 +56,26 @@
         progress.max = petition.goal;
         progress.value = Math.min(count, petition.goal);
         progress.textContent = Math.floor((100 * count) / petition.goal) + "%";
-        box.hidden = false;
+        if (petition.state !== box.dataset.state) showState(box, petition);
       })
       .catch(function () {
         say(card, UNAVAILABLE_COUNT);
       });
+  }
+
+  function showState(box, petition) {
+    // Changed since the server's copy was made: never invite a signature the service would refuse.
+    box.dataset.state = petition.state;
+    box.querySelector("[data-petition-state]").textContent = stateText(petition);
+    if (petition.state === "open") return; // the form comes with the next load of the page
+    var actions = box.querySelector(".petition-live__actions");
+    if (actions) actions.remove();
+    document.querySelectorAll("[data-petition-sign]").forEach(function (container) {
+      var form = container.querySelector("form[data-petition-form]");
+      if (!form || !form.action.endsWith("/petitions/" + petition.slug + "/sign")) return;
+      container.textContent = "";
+      say(container, stateText(petition));
+    });
   }
 
   function focusResult(container) {
