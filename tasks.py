@@ -1,12 +1,13 @@
 """The two commands a fresh machine needs: ``python3 tasks.py run`` and ``python3 tasks.py test``.
 
 Only Python 3.11 is assumed: this script makes ``.venv``, installs the project into it (again whenever
-``pyproject.toml`` changes), then builds the site and serves it with the service, or runs the test suite.
+``pyproject.toml`` changes), then publishes the site and serves it with the service, or runs the test suite.
 Extra arguments are passed on to ``petition serve`` or to pytest.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -59,9 +60,23 @@ def main(argv: list[str]) -> int:
     if argv[0] == "test":
         install_browser_tools()
         return subprocess.call([str(BIN / "python"), "-m", "pytest"] + argv[1:])
-    print("Building the site ...", flush=True)
-    built = subprocess.call([str(BIN / "mkdocs"), "build", "--quiet"], env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    return built or subprocess.call([str(BIN / "petition"), "serve"] + argv[1:])
+    env = {**os.environ}
+    if not env.get("PETITION_BASE_URL"):  # the site's own links (canonical, share, RSS) name the address served
+        env["PETITION_BASE_URL"] = served_address(argv[1:])
+    petition = str(BIN / "petition")
+    print("Publishing the site ...", flush=True)
+    ready = subprocess.call([petition, "db", "upgrade"], env=env) or subprocess.call([petition, "publish"], env=env)
+    return ready or subprocess.call([petition, "serve"] + argv[1:], env=env)
+
+
+def served_address(serve_args: list[str]) -> str:
+    """``http://host:port`` of ``petition serve`` with these arguments (its defaults: 127.0.0.1, 8000)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default="8000")
+    known, _ = parser.parse_known_args(serve_args)
+    host = "127.0.0.1" if known.host in ("0.0.0.0", "::") else known.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{known.port}"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The ``petition`` command: Flask's CLI group plus the service's own commands.
 
-``petition db upgrade`` (Flask-Migrate) migrates, ``petition sync`` loads the declarations,
+``petition db upgrade`` (Flask-Migrate) migrates, ``petition publish`` checks the declarations, builds the site
+and puts it in place, ``petition sync`` loads the declarations alone,
 ``petition send-mail`` empties the outbox, ``petition serve`` does all three and serves.
 """
 
@@ -13,7 +14,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 
-from . import accounts, catalogue, embedded, exports, logs, sender
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import accounts, catalogue, embedded, exports, logs, publishing, sender
 from .catalogue import petition_or_404
 from .declarations import DeclarationError
 from .extensions import init_migrations
@@ -58,6 +61,37 @@ def _sync() -> None:
 def sync() -> None:
     """Load the petition declarations (Markdown front matter) into the database."""
     _sync()
+
+
+@click.command("publish")
+@click.option("--config-file", default="mkdocs.yml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The site's MkDocs configuration.")
+@with_appcontext
+def publish(config_file: Path) -> None:
+    """Check the petition declarations, build the site into a new folder, load the petitions into the
+    database and only then put the new site in place. On any failure the served site stays as it was.
+    Running services show the new site and its frame at once: nothing to restart."""
+    config = current_app.config
+    try:
+        declarations = publishing.check(config["PETITIONS_DIR"])
+    except DeclarationError as error:
+        raise click.ClickException(f"nothing published: {error}") from None
+    click.echo(f"Declarations: {len(declarations)} petition(s), all valid")
+    site = Path(config["SITE_DIR"])
+    with publishing.one_at_a_time(site):
+        try:
+            built = publishing.build(config_file.absolute(), site, config["BASE_URL"])
+        except publishing.PublishError as error:
+            raise click.ClickException(f"nothing published: the site did not build.\n{error}") from None
+        try:
+            _sync()
+        except (SQLAlchemyError, click.ClickException) as error:
+            publishing.discard(built)
+            reason = (error.format_message() if isinstance(error, click.ClickException) else
+                      f"{type(error).__name__}: is the database reachable, and migrated by `petition db upgrade`?")
+            raise click.ClickException(f"nothing published: the petitions could not be loaded ({reason})") from None
+        publishing.swap(site, built)
+    click.echo(f"Published: {site} now serves the build of {built.name}")
 
 
 @click.command("send-mail")
@@ -357,7 +391,7 @@ def _refuse_outside_a_project() -> None:
 
 
 def _commands() -> tuple[click.Command, ...]:
-    return (serve, sync, send_mail, organiser, export, purge, backup, restore, _Migrations())
+    return (serve, publish, sync, send_mail, organiser, export, purge, backup, restore, _Migrations())
 
 
 main = FlaskGroup(create_app=_create_app, help=__doc__)

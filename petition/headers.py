@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
+from . import layout
+
 DEFAULTS = (
     ("X-Content-Type-Options", "nosniff"),
     # Links in e-mails carry tokens: never pass a URL on to another site (our own needs it for CSRF on HTTPS).
@@ -38,8 +40,8 @@ class SecurityHeaders:
         self.frame: tuple = (object(), ())  # a frame, and its headers for other answers and for pages
 
     def _for_frame(self) -> tuple[list, list]:
-        """The defaults for the frame the pages are served in now (``layout.install`` may replace it)."""
-        shell = self.app.extensions.get("petition.shell")
+        """The defaults for the frame the pages are served in now (``petition publish`` may replace it)."""
+        shell = layout.shell(self.app)
         if shell is not self.frame[0]:
             page_policy = policy(shell.script_hashes if shell else ())
             defaults = [(name.lower(), name, value if value is not None else page_policy)

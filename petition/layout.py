@@ -14,14 +14,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from posixpath import normpath
 from urllib.parse import urljoin, urlsplit
 
 from flask import Flask, request
-from jinja2 import ChoiceLoader, DictLoader
+from jinja2 import BaseLoader, ChoiceLoader, TemplateNotFound
 
 SHELL = "service-shell/index.html"
 SHELL_URL = "/service-shell/"
@@ -91,13 +94,70 @@ def load(site_dir: Path) -> Shell | None:
     return Shell(*convert(path.read_text(encoding="utf-8")))
 
 
-def install(app: Flask) -> None:
-    """Serve ``base.html`` from the built site's frame when there is one.
+class Frame:
+    """The built site's frame as it is now: ``petition publish`` swaps a new build in behind ``site_dir``, and
+    the next page any process renders wears it, no restart needed. Whether the shell's file changed is
+    looked at (one ``stat``) at most once every ``LOOK_EVERY`` seconds."""
 
-    Read once at start: after rebuilding the site, reload the service (``systemctl reload petition-web``)
-    so that its pages, and the script hashes their policy allows, follow the new frame together.
-    """
-    shell = load(Path(app.config["SITE_DIR"]))
-    if shell is not None:
-        app.jinja_loader = ChoiceLoader([DictLoader({"base.html": shell.template}), app.jinja_loader])
-    app.extensions["petition.shell"] = shell
+    LOOK_EVERY = 1.0
+
+    def __init__(self, site_dir: Path) -> None:
+        self.path = site_dir / SHELL
+        self.lock = threading.Lock()
+        self.identity: tuple | None = None
+        self.shell: Shell | None = None
+        self.looked = float("-inf")
+
+    def current(self) -> Shell | None:
+        now = time.monotonic()
+        if now - self.looked < self.LOOK_EVERY:
+            return self.shell
+        with self.lock:
+            if now - self.looked >= self.LOOK_EVERY:
+                self._follow()
+                self.looked = now
+        return self.shell
+
+    def _follow(self) -> None:
+        try:
+            stat = self.path.stat()  # through the link: a new build is a new file
+            identity = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            identity = None
+        if identity == self.identity:
+            return
+        try:
+            shell = None if identity is None else Shell(*convert(self.path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            # A frame that cannot be read (a build being removed, a broken shell): keep serving the last one.
+            logging.getLogger(__name__).warning("the site's frame was not reloaded: %s", error)
+            return
+        self.identity, self.shell = identity, shell
+
+
+class FrameLoader(BaseLoader):
+    """``base.html`` from the frame as it is now; the package's plain one while no site is built."""
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+
+    def get_source(self, environment, template: str):
+        shell = self.frame.current() if template == "base.html" else None
+        if shell is None:
+            raise TemplateNotFound(template)
+        return shell.template, None, lambda: self.frame.current() is shell
+
+
+def shell(app: Flask) -> Shell | None:
+    """The frame the service's pages wear now (its inline scripts' hashes go into their policy)."""
+    frame = app.extensions.get("petition.frame")
+    return frame.current() if frame else None
+
+
+def install(app: Flask) -> None:
+    """Serve ``base.html`` from the built site's frame, followed across ``petition publish``."""
+    frame = Frame(Path(app.config["SITE_DIR"]))
+    app.extensions["petition.frame"] = frame
+    app.jinja_loader = ChoiceLoader([FrameLoader(frame), app.jinja_loader])
+    # Jinja asks a cached template whether it is still up to date only when auto_reload is on.
+    app.jinja_env.auto_reload = True

@@ -173,8 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PETITION_PETITIONS_DIR", "PETITIONS_DIR", "docs/en/petitions", str,
             "Folder of the Markdown pages that declare the petitions."),
     Setting("PETITION_SITE_DIR", "SITE_DIR", "site", str,
-            "The built site (`mkdocs build`): its page frame dresses the service's pages, and "
-            "`petition serve` serves its files."),
+            "The served site: a link `petition publish` points at each new build; its page frame dresses the "
+            "service's pages, and `petition serve` serves its files."),
     Setting("PETITION_PRIVACY_URL", "PRIVACY_URL", "/privacy/", str,
             "Where the sign form links to the privacy notice."),
     Setting("PETITION_TRUSTED_PROXIES", "TRUSTED_PROXIES", 0, int,
@@ -220,7 +220,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PETITION_COUNT_CACHE_SECONDS", "COUNT_CACHE_SECONDS", 5, int,
             "How long one process reuses a computed count, a petition's details and its rendered sign form."),
     Setting("PETITION_COUNT_MAX_AGE", "COUNT_MAX_AGE", 10, int,
-            "`Cache-Control: max-age` of the count API, for browsers and proxies."),
+            "`Cache-Control: max-age` of the count API and of the pages' live parts (how long nginx keeps them)."),
 )
 
 
@@ -256,7 +256,7 @@ def finish(config: dict[str, Any], instance: Path) -> None:
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'petition.sqlite3'}"
     files.private_sqlite(config["SQLALCHEMY_DATABASE_URI"])
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
-    config["SITE_DIR"] = str(Path(config["SITE_DIR"]).resolve())
+    config["SITE_DIR"] = str(Path(config["SITE_DIR"]).absolute())  # a link publish swaps: not resolved
     config.setdefault("OUTBOX_DIR", str(instance / "outbox"))
     files.private_outbox(Path(config["OUTBOX_DIR"]))
     config["SESSION_COOKIE_SECURE"] = production
