@@ -110,6 +110,11 @@ def test_publishing_needs_no_navigation_entry_and_the_running_service_follows_at
         (project / "docs" / "en" / "petitions" / "zhanaozen-oil-workers.md").write_text(NEW_PETITION,
                                                                                        encoding="utf-8")
         (project / "docs" / "en" / "events.md").write_text("# Events\n\nVigils and meetings.\n", encoding="utf-8")
+        # And a post, as the editors' part of README shows one.
+        (project / "docs" / "en" / "blog" / "posts" / "2026-12-01-vigil-in-london.md").write_text(
+            "---\ndate:\n  created: 2026-12-01\nauthors:\n  - campaign\ncategories:\n  - Solidarity\n"
+            "description: A vigil outside the embassy.\n---\n\n# Vigil in London\n\nWe stood outside the embassy."
+            "\n\n<!-- more -->\n\nMore of it.\n", encoding="utf-8")
         config = project / "mkdocs.yml"
         config.write_text(config.read_text(encoding="utf-8").replace(
             "  - About: about.md\n", "  - Events: events.md\n  - About: about.md\n"), encoding="utf-8")
@@ -120,7 +125,9 @@ def test_publishing_needs_no_navigation_entry_and_the_running_service_follows_at
         status, _, page = browser.request("/petitions/zhanaozen-oil-workers/")
         assert status == 200 and "Justice for the Zhanaozen oil workers" in page
         assert 'action="/petitions/zhanaozen-oil-workers/sign"' in page and "Open for signatures" in page
-        assert "Justice for the Zhanaozen oil workers" in browser.request("/")[2]  # the home page lists it
+        home = browser.request("/")[2]
+        assert "Justice for the Zhanaozen oil workers" in home  # the home page lists it
+        assert "Vigil in London" in home  # the newest post
         status, headers, _ = browser.request("/petitions/zhanaozen-oil-workers/sign", data={
             "name": "Amina", "email": "amina@example.org", "country": "KZ", "postcode": "", "comment": ""})
         assert status == 303 and headers["Location"].endswith("/petitions/zhanaozen-oil-workers/thanks/")
