@@ -7,6 +7,7 @@ and fails in CI (``CI`` set), so a missing server can never pass unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import re
@@ -280,6 +281,26 @@ def wait_until_serving(browser: "Browser", path: str, process: subprocess.Popen,
             assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
             assert time.monotonic() < deadline, f"nothing answered at {browser.base}{path}"
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving_site(folder: Path, site: Path, smtp_url: str):
+    """``petition serve`` in ``folder`` with the built ``site``, the shipped petitions and mail to ``smtp_url``,
+    answering by the time it is yielded: its base URL and the environment it runs in (for the CLI)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
+    env.update({"PETITION_INSTANCE_PATH": str(folder / "instance"), "PETITION_SITE_DIR": str(site),
+                "PETITION_PETITIONS_DIR": str(SHIPPED_PETITIONS), "PETITION_SMTP_URL": smtp_url,
+                "PETITION_COUNT_CACHE_SECONDS": "0"})
+    server = subprocess.Popen([str(Path(sys.executable).with_name("petition")), "serve", "--port", str(port)],
+                              cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(Browser(base), "/api/petitions", server)  # migrated by then
+        yield base, env
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 # ---------------------------------------------------------------- SMTP

@@ -1,11 +1,10 @@
 """End to end in real Chromium (Debian's, driven by Playwright): read, sign, confirm from a real SMTP
-server, see the count rise; with and without JavaScript; errors; accessibility (axe-core); the service
-down; the embed snippet on another origin."""
+server, see the count rise; with and without JavaScript; errors; the embed snippet on another origin.
+Accessibility (axe-core, focus) is tested in test_accessibility.py, the service down in test_live_truth.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHIPPED_PETITIONS, Browser, SmtpServer, free_port, need, wait_until_serving
+from conftest import ROOT, Browser, SmtpServer, free_port, need, serving_site, wait_until_serving
 
 pytestmark = pytest.mark.slow
-AXE = ROOT / "tests" / "e2e" / "node_modules" / "axe-core" / "axe.min.js"
 PETITION = "/petitions/vadim-kuramshin/"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -67,20 +65,10 @@ def live(tmp_path_factory, built_site):
     folder = tmp_path_factory.mktemp("live")
     smtp = SmtpServer()
     smtp.start()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PETITION_")}
-    env.update({"PETITION_INSTANCE_PATH": str(folder / "instance"), "PETITION_SITE_DIR": str(built_site),
-                "PETITION_PETITIONS_DIR": str(SHIPPED_PETITIONS),
-                "PETITION_SMTP_URL": smtp.url, "PETITION_COUNT_CACHE_SECONDS": "0"})
-    server = subprocess.Popen([str(Path(sys.executable).with_name("petition")), "serve", "--port", str(port)],
-                              cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(Browser(base), "/api/petitions", server)
-        yield Live(base, smtp)
+        with serving_site(folder, built_site, smtp.url) as (base, _):
+            yield Live(base, smtp)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         smtp.stop()
 
 
@@ -179,24 +167,6 @@ def test_invalid_input_shows_errors_with_and_without_javascript(chromium, live):
     summary = page.locator(".error-summary").inner_text()
     assert "Enter your full name." in summary and "Enter a valid e-mail address" in summary
     assert page.locator("#name").get_attribute("aria-invalid") == "true"
-    context.close()
-
-
-@pytest.mark.parametrize("path", ["/", "/blog/2014/05/01/vadim-kuramshin-beaten-and-intimidated-in-prison/",
-                                  PETITION, "/petitions/vadim-kuramshin/sign/",
-                                  "/petitions/vadim-kuramshin/thanks/"])
-def test_no_serious_accessibility_violations(chromium, live, path):
-    if not AXE.exists():
-        need("axe-core (python3 tasks.py test runs npm ci in tests/e2e)")
-    context = chromium.new_context(bypass_csp=True)  # axe is injected as an inline script
-    page = context.new_page()
-    page.goto(live.base + path)
-    page.wait_for_load_state("networkidle")
-    page.add_script_tag(path=str(AXE))
-    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-               for v in results["violations"] if v["impact"] in ("serious", "critical")]
-    assert serious == [], serious
     context.close()
 
 
